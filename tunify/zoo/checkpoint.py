@@ -1,0 +1,226 @@
+"""Safe loading of official checkpoints (SwinIR, NAFNet and every other architecture spandrel detects).
+
+Files are read with `torch.load(weights_only=True)` or safetensors only: a checkpoint from the internet must
+never run code. spandrel then detects the architecture and its hyper-parameters from the state dict and
+builds the network; we hand back `descriptor.model` in eval mode, because the descriptor's own call clamps
+outputs to [0, 1] and spandrel returns models in training mode.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .errors import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    UnknownArchitectureError,
+    UnsafeCheckpointError,
+)
+
+#: Wrapper keys of training frameworks, in order of preference: KAIR/BasicSR (SwinIR, NAFNet) save
+#: `params` and `params_ema`; their test scripts use the EMA weights when present, and so do we.
+WRAPPER_KEYS = (
+    "params_ema",
+    "params-ema",
+    "params",
+    "state_dict",
+    "model_state_dict",
+    "net_g",
+    "model",
+    "net",
+)
+#: Prefixes that multi-GPU training adds to every key.
+COMMON_PREFIXES = ("module.",)
+
+_SAFETENSORS_EXT = (".safetensors", ".sft")
+
+
+def _where(source: str | os.PathLike[str] | None) -> str:
+    return f"checkpoint {os.fspath(source)!r}" if source is not None else "state dict"
+
+
+def _read_file(path: Path) -> Any:
+    """Read a .pth/.pt/.ckpt/.bin (zip or legacy pickle) or .safetensors file without executing code."""
+    if not path.exists():
+        raise CheckpointNotFoundError(f"checkpoint {str(path)!r}: no such file")
+    if path.is_dir():
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: is a directory, expected a .pth or .safetensors file"
+        )
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: the file is empty (0 bytes); the download or save failed"
+        )
+    with path.open("rb") as f:
+        head = f.read(16)
+    is_zip = head.startswith(b"PK")
+    is_pickle = head[:1] == b"\x80"  # pickle protocol >= 2 (torch's legacy format)
+    is_safetensors = path.suffix.lower() in _SAFETENSORS_EXT or (len(head) > 8 and head[8:9] == b"{")
+    if is_safetensors and not (is_zip or is_pickle):
+        return _read_safetensors(path, size)
+    if not (is_zip or is_pickle):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: not a PyTorch checkpoint (zip or pickle) nor a safetensors file; "
+            "the file is corrupt or of another format"
+        )
+    return _read_torch(path)
+
+
+def _read_safetensors(path: Path, size: int) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except SafetensorError as e:
+        problem = "truncated or corrupt" if "incomplete" in str(e) or "too small" in str(e) else "corrupt"
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: {problem} safetensors file ({size} bytes): {e}"
+        ) from None
+
+
+_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _read_torch(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, struct.error, ...
+        msg = str(e)
+        needs = _GLOBAL_RE.search(msg)
+        if needs:
+            raise UnsafeCheckpointError(
+                f"checkpoint {str(path)!r}: the pickle needs code execution to load (it references "
+                f"{needs.group(1)}), which torch.load(weights_only=True) refuses. If you trust the file, load "
+                "it yourself and pass its state_dict() to tunify.zoo.load, or re-save it as safetensors."
+            ) from None
+        if "zip archive" in msg or "central directory" in msg:
+            problem = "truncated or corrupt zip archive"
+        elif isinstance(e, EOFError) or "unpack requires" in msg or "Ran out of input" in msg:
+            problem = "truncated file (unexpected end of data)"
+        else:
+            problem = "corrupt or unreadable PyTorch checkpoint"
+        first_line = msg.strip().splitlines()[-1] if msg.strip() else type(e).__name__
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: {problem} ({type(e).__name__}: {first_line})"
+        ) from None
+
+
+def unwrap_state_dict(
+    obj: Any, *, prefix: str | None = None, strict: bool = True, source: str | os.PathLike[str] | None = None
+) -> dict[str, torch.Tensor]:
+    """The flat `{key: tensor}` state dict inside a checkpoint, as a new dict (the input is never mutated).
+
+    Strips framework wrappers (`params_ema` preferred over `params`, ...), then the `prefix` if given (keys
+    without it are dropped, e.g. the `input`/`output` tensors of a fixture file saved with prefix `model.`),
+    then a `module.` prefix shared by every key. Non-tensor entries are an error when `strict`, dropped otherwise.
+    """
+    where = _where(source)
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(
+            f"{where}: expected a state dict (a mapping of names to tensors), got {type(obj).__name__}"
+        )
+    sd: Mapping[str, Any] = obj
+    for key in WRAPPER_KEYS:
+        inner = sd.get(key)
+        if isinstance(inner, Mapping) and inner and any(isinstance(v, torch.Tensor) for v in inner.values()):
+            sd = inner
+            break
+    if prefix:
+        sd = {k[len(prefix) :]: v for k, v in sd.items() if isinstance(k, str) and k.startswith(prefix)}
+        if not sd:
+            raise CheckpointError(f"{where}: no key starts with prefix {prefix!r}")
+    out = dict(sd)
+    for p in COMMON_PREFIXES:
+        if out and all(isinstance(k, str) and k.startswith(p) for k in out):
+            out = {k[len(p) :]: v for k, v in out.items()}
+    bad = [k for k, v in out.items() if not isinstance(v, torch.Tensor)]
+    if bad and strict:
+        raise CheckpointError(
+            f"{where}: entries that are not tensors: {bad[:8]}{' ...' if len(bad) > 8 else ''} "
+            "(pass strict=False to ignore them, or prefix= to select the weights)"
+        )
+    out = {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+    if not out:
+        raise CheckpointError(f"{where}: contains no tensors")
+    return out
+
+
+def read_state_dict(
+    path_or_state_dict: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    prefix: str | None = None,
+    strict: bool = True,
+) -> dict[str, torch.Tensor]:
+    """The checkpoint's flat state dict (CPU tensors), read safely and unwrapped as in `load`."""
+    if isinstance(path_or_state_dict, (str, os.PathLike)):
+        path = Path(path_or_state_dict)
+        return unwrap_state_dict(_read_file(path), prefix=prefix, strict=strict, source=path)
+    return unwrap_state_dict(path_or_state_dict, prefix=prefix, strict=strict)
+
+
+_UNEXPECTED_RE = re.compile(r'Unexpected key\(s\) in state_dict: ((?:"[^"]*"(?:, )?)+)')
+
+
+def _unexpected_keys(err: RuntimeError) -> list[str]:
+    m = _UNEXPECTED_RE.search(str(err))
+    return re.findall(r'"([^"]*)"', m.group(1)) if m else []
+
+
+def _spandrel_load(sd: dict[str, torch.Tensor], where: str) -> Any:
+    import spandrel
+
+    try:
+        return spandrel.MAIN_REGISTRY.load(dict(sd))  # spandrel may pop/rename keys: give it a copy
+    except spandrel.UnsupportedModelError:
+        sample = ", ".join(list(sd)[:6])
+        raise UnknownArchitectureError(
+            f"{where}: unknown architecture: spandrel {spandrel.__version__} recognises none of its "
+            f"{len(spandrel.MAIN_REGISTRY)} architectures (SwinIR, NAFNet, ...) in these keys ({sample}, ...)"
+        ) from None
+
+
+def load(
+    path_or_state_dict: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    strict: bool = True,
+    prefix: str | None = None,
+    device: str | torch.device | None = None,
+) -> nn.Module:
+    """The plain network of an official checkpoint, in eval mode, with its architecture detected by spandrel.
+
+    Accepts a path (.pth/.pt/.ckpt with or without `params`/`params_ema` wrappers, or .safetensors) or an
+    in-memory state dict. `prefix` selects and strips a key prefix (fixtures keep weights under `model.`).
+    With `strict=False`, entries the detected network does not have are ignored; keys it needs must exist,
+    since spandrel infers the hyper-parameters from them. `describe(model)` gives the detected spec.
+    """
+    source = path_or_state_dict if isinstance(path_or_state_dict, (str, os.PathLike)) else None
+    where = _where(source)
+    sd = read_state_dict(path_or_state_dict, prefix=prefix, strict=strict)
+    try:
+        descriptor = _spandrel_load(sd, where)
+    except RuntimeError as e:
+        extra = _unexpected_keys(e)
+        if strict or not extra or "Missing key" in str(e) or "size mismatch" in str(e):
+            raise CheckpointError(f"{where}: the weights do not fit the detected architecture: {e}") from None
+        sd = {k: v for k, v in sd.items() if k not in set(extra)}
+        try:
+            descriptor = _spandrel_load(sd, where)
+        except RuntimeError as e2:
+            raise CheckpointError(
+                f"{where}: the weights do not fit the detected architecture: {e2}"
+            ) from None
+    model: nn.Module = descriptor.model
+    if device is not None:
+        model.to(device)
+    return model.eval()
