@@ -42,7 +42,7 @@ def read_image_uint8(path: str | Path, *, gray_to_rgb: bool = True) -> torch.Ten
         raise ImageReadError(f"cannot read image {path}: {e}") from e
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy())  # copy: PIL's buffer is read-only
 
 
 def read_image(path: str | Path, *, gray_to_rgb: bool = True) -> torch.Tensor:

@@ -43,6 +43,10 @@ def gaussian_blur(
     taps = gaussian_kernel1d(rho_t, size).to(x.dtype)  # [B, size]
     taps = taps.repeat_interleave(c, dim=0)  # [B*C, size], one filter per (sample, channel)
     r = size // 2
+    if padding == "reflect" and min(h, w) <= r:
+        raise ValueError(
+            f"reflect padding needs images larger than {r}px, got {h}x{w}; use padding='replicate'"
+        )
     xp = x.reshape(1, b * c, h, w)
     xp = F.pad(xp, (r, r, r, r), mode="constant" if padding == "zeros" else padding)
     xp = F.conv2d(xp, taps[:, None, :, None], groups=b * c)  # vertical

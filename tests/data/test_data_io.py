@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tunify.data import ImageReadError, list_images, read_image, to_uint8, write_image
+
+
+def test_png_round_trip_is_exact_on_uint8_levels(tmp_path: Path) -> None:
+    img = torch.randint(0, 256, (3, 7, 9)).float() / 255
+    path = write_image(img, tmp_path / "sub" / "a.png")
+    back = read_image(path)
+    assert back.shape == (3, 7, 9) and back.dtype == torch.float32
+    assert torch.equal(back, img)
+
+
+def test_write_clamps_and_rounds(tmp_path: Path) -> None:
+    img = torch.tensor([-0.5, 0.5 / 255, 1.6 / 255, 2.0]).reshape(1, 1, 4).expand(3, 1, 4)
+    arr = np.asarray(Image.open(write_image(img, tmp_path / "c.png")))
+    assert arr[0, :, 0].tolist() == [0, 0, 2, 255]
+
+
+def test_greyscale_to_three_channels_or_one(tmp_path: Path) -> None:
+    Image.fromarray(np.full((4, 5), 51, np.uint8), mode="L").save(tmp_path / "g.png")
+    rgb = read_image(tmp_path / "g.png")
+    assert rgb.shape == (3, 4, 5) and torch.allclose(rgb, torch.full_like(rgb, 0.2))
+    assert read_image(tmp_path / "g.png", gray_to_rgb=False).shape == (1, 4, 5)
+
+
+def test_jpeg_reads_as_rgb(tmp_path: Path) -> None:
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(tmp_path / "x.jpg", quality=95)
+    img = read_image(tmp_path / "x.jpg")
+    assert img.shape == (3, 8, 8) and (img - 200 / 255).abs().max() < 3 / 255
+
+
+def test_missing_and_corrupt_files_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ImageReadError, match=r"nope\.png"):
+        read_image(tmp_path / "nope.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(ImageReadError, match=r"bad\.png"):
+        read_image(tmp_path / "bad.png")
+
+
+def test_list_images_is_recursive_and_sorted(tmp_path: Path) -> None:
+    for rel in ["b.png", "a/c.JPG", "a/skip.txt"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == ["a/c.JPG", "b.png"]
+    with pytest.raises(FileNotFoundError, match="missing"):
+        list_images(tmp_path / "missing")
+
+
+def test_to_uint8_rounds_half_to_even_like_numpy() -> None:
+    x = torch.tensor([0.5, 1.5, 2.5]) / 255
+    assert to_uint8(x).tolist() == np.round(np.array([0.5, 1.5, 2.5])).astype(np.uint8).tolist()
