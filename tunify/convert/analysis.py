@@ -1,0 +1,85 @@
+"""Find where a network computes convolutions and linear maps, with torch.fx.
+
+Layers are found as modules; fx is what finds the *functional* call sites (``F.conv2d(x, self.weight)``)
+that no module walk can see. Tracing runs on a deep copy (tracing can mutate a model: SwinIR's forward
+assigns ``self.mean``). Where a module cannot be traced as a whole (shape-dependent control flow, as in
+SwinIR's ``if self.input_resolution == x_size``), each of its children is traced on its own, down to the
+layers, so a network with control flow is still analysed completely.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from ..layers import factory_for
+
+_FUNCTIONAL = {
+    F.conv1d,
+    F.conv2d,
+    F.conv3d,
+    F.conv_transpose1d,
+    F.conv_transpose2d,
+    F.conv_transpose3d,
+    F.linear,
+}
+
+
+class _LayerLeafTracer(fx.Tracer):
+    """Stops at every convertible layer (including subclasses such as timm's ``StdConv2d``)."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return factory_for(m) is not None or super().is_leaf_module(m, module_qualified_name)
+
+
+@dataclass
+class CallSites:
+    """What the analysis found.
+
+    ``functional``: owner module name -> names of its parameters passed to ``F.conv*``/``F.linear``.
+    ``untraced``: modules that could not be traced whole, with the reason (their children were traced).
+    """
+
+    functional: dict[str, list[str]] = field(default_factory=dict)
+    untraced: dict[str, str] = field(default_factory=dict)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _record_functional(graph: fx.Graph, prefix: str, sites: CallSites) -> None:
+    for node in graph.nodes:
+        if node.op != "call_function" or node.target not in _FUNCTIONAL:
+            continue
+        tensors = [*node.args[1:3], node.kwargs.get("weight"), node.kwargs.get("bias")]
+        for arg in tensors:
+            if isinstance(arg, fx.Node) and arg.op == "get_attr":
+                owner, _, attr = _join(prefix, arg.target).rpartition(".")
+                names = sites.functional.setdefault(owner, [])
+                if attr not in names:
+                    names.append(attr)
+
+
+def _trace(module: nn.Module, prefix: str, sites: CallSites) -> None:
+    try:
+        graph = _LayerLeafTracer().trace(module)
+    except Exception as error:  # any tracing failure: fall back to the children
+        sites.untraced[prefix] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        for name, child in module.named_children():
+            if factory_for(child) is None:
+                _trace(child, _join(prefix, name), sites)
+        return
+    _record_functional(graph, prefix, sites)
+
+
+def find_call_sites(model: nn.Module) -> CallSites:
+    """Trace a deep copy of ``model`` piece by piece and report its functional call sites."""
+    sites = CallSites()
+    with torch.no_grad():
+        _trace(copy.deepcopy(model), "", sites)
+    return sites

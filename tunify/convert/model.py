@@ -1,0 +1,66 @@
+"""The converted network: the user's model with tunable layers, called as ``model(*args, omega=...)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from ..layers import TunableTensor, check_omega, use_omega
+from ..layers.generic import vmap_over_samples
+from .config import ConvertConfig
+from .report import ConversionReport
+
+
+def first_tensor(args: tuple, kwargs: dict) -> Tensor | None:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, Tensor):
+            return value
+    return None
+
+
+class TunableModel(nn.Module):
+    """A network made tunable by :func:`tunify.convert`.
+
+    ``base_model`` is the user's network (same class and methods) with its layers swapped. Calling
+    ``model(*args, omega=omega, **kwargs)`` runs it with ω of shape (p,) shared by the batch or (B, p)
+    with one row per sample; ω may require grad.
+    """
+
+    def __init__(
+        self,
+        base_model: nn.Module,
+        config: ConvertConfig,
+        report: ConversionReport,
+        restore: dict[str, dict[str, Any]],
+    ) -> None:
+        super().__init__()
+        self.base_model = base_model
+        self.config = config
+        self._report = report
+        self._restore = restore  # attributes changed to switch off fused paths, put back by bake()
+        self._vmap_per_sample = any(
+            isinstance(m, TunableTensor) and m.needs_vmap for m in base_model.modules()
+        )
+
+    @property
+    def p(self) -> int:
+        return self.config.p
+
+    def forward(self, *args: Any, omega: Tensor, **kwargs: Any) -> Any:
+        x = first_tensor(args, kwargs)
+        batch = x.shape[self.config.batch_dim] if x is not None and x.ndim > self.config.batch_dim else None
+        omega = check_omega(omega, self.p, batch, allow_extrapolation=self.config.allow_extrapolation)
+        if x is not None:
+            omega = omega.to(device=x.device)
+        if self._vmap_per_sample and omega.ndim == 2 and omega.shape[0] > 1:
+            return vmap_over_samples(self.base_model, omega, args, kwargs, type(self.base_model).__name__)
+        with use_omega(omega):
+            return self.base_model(*args, **kwargs)
+
+    def conversion_report(self) -> ConversionReport:
+        """What was converted: name, kind, type, shape and parameters added, one row each."""
+        return self._report
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()}\n{self._report}"

@@ -1,0 +1,286 @@
+"""``convert``: swap a network's layers for tunable ones; ``bake``: mix them back into a plain network."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from ..layers import (
+    TunableLayer,
+    TunableModule,
+    TunableTensor,
+    UnsupportedLayerError,
+    check_omega,
+    factory_for,
+    make_tensor_tunable,
+    registered_types,
+    use_omega,
+)
+from .analysis import find_call_sites
+from .config import ConvertConfig, TargetSpec, matches
+from .model import TunableModel
+from .report import ConversionReport, ReportRow
+
+
+class ConversionError(ValueError):
+    """The model cannot be converted as asked (already converted, nothing to convert, a conflict)."""
+
+
+# Containers whose fused inference kernels read their children's weights directly, bypassing forward():
+# these attributes switch the fused path off while tunable layers live inside.
+_FUSED_PATH_SWITCHES = {
+    nn.TransformerEncoderLayer: {"activation_relu_or_gelu": 0},
+    nn.TransformerEncoder: {"use_nested_tensor": False},
+}
+
+
+def _named_layers(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module, nn.Module, str]]:
+    """(full name, layer, parent, attribute) for every convertible layer, aliases included, not descending
+    into layers (an attention module's ``out_proj`` belongs to the attention module)."""
+    for attr, child in module.named_children():
+        name = f"{prefix}.{attr}" if prefix else attr
+        if factory_for(child) is not None:
+            yield name, child, module, attr
+        else:
+            yield from _named_layers(child, name)
+
+
+def _numel(tensors: list[Tensor]) -> int:
+    return sum(t.numel() for t in tensors)
+
+
+def _added(p: int, tensors: list[Tensor]) -> int:
+    return (p - 1) * _numel(tensors) + p * p + p
+
+
+def _shape(tensors: list[Tensor]) -> str:
+    return " ".join(str(tuple(t.shape)) for t in tensors)
+
+
+class _Plan:
+    """Everything :func:`convert` will do, worked out before anything changes."""
+
+    def __init__(self, model: nn.Module, config: ConvertConfig) -> None:
+        unknown = [t.__name__ for t in config.layer_types or () if not issubclass(t, registered_types())]
+        if unknown:
+            raise UnsupportedLayerError(
+                f"layer_types {unknown} are not supported layer types; register them with tunify.register_tunable"
+            )
+        self.config = config
+        self.layers: dict[int, list[tuple[str, nn.Module, nn.Module, str]]] = {}
+        self.modules: dict[str, list[str]] = {}  # owner name -> parameters it passes to F.conv*/F.linear
+        self.tensors: list[str] = []
+        self.report = ConversionReport()
+        self.found_any = False
+        for name, layer, parent, attr in _named_layers(model):
+            self.found_any = True
+            if config.selects(layer, name) or id(layer) in self.layers:
+                self.layers.setdefault(id(layer), []).append((name, layer, parent, attr))
+        if config.functional:
+            self._plan_functional(model)
+        if config.parameters is not None:
+            self._plan_tensors(model, config.parameters)
+        self._fill_report(model)
+
+    def _plan_functional(self, model: nn.Module) -> None:
+        converted = {alias[0] for aliases in self.layers.values() for alias in aliases}
+        for owner, attrs in find_call_sites(model).functional.items():
+            self.found_any = True
+            if owner in converted:
+                raise ConversionError(
+                    f"the parameters {attrs} of layer {owner!r} are also used directly with F.conv*/F.linear "
+                    f"elsewhere in the model; exclude {owner!r} or untie the weights"
+                )
+            module = model.get_submodule(owner)
+            if self.config.include is not None and not matches(owner, self.config.include):
+                continue
+            if matches(owner, self.config.exclude) or (
+                self.config.filter_fn is not None and not self.config.filter_fn(module, owner)
+            ):
+                continue
+            if self.config.layer_types is None or isinstance(module, self.config.layer_types):
+                self.modules[owner] = attrs
+
+    def _plan_tensors(self, model: nn.Module, spec: TargetSpec) -> None:
+        inside_layers = {alias[0] for aliases in self.layers.values() for alias in aliases} | set(
+            self.modules
+        )
+        for name, _ in model.named_parameters(remove_duplicate=False):
+            owner = name.rpartition(".")[0]
+            if matches(name, spec) and owner not in inside_layers and name not in self.tensors:
+                self.tensors.append(name)
+        if not self.tensors:
+            raise ConversionError(
+                f"parameters={spec!r} matches no parameter of the model outside converted layers"
+            )
+
+    def _fill_report(self, model: nn.Module) -> None:
+        p = self.config.p
+        for aliases in self.layers.values():
+            name, layer = aliases[0][0], aliases[0][1]
+            factory = factory_for(layer)
+            tensors = [t for n in ("weight", "bias") if isinstance(t := getattr(layer, n, None), Tensor)]
+            if isinstance(layer, nn.MultiheadAttention):
+                tensors = [t for t in layer.parameters() if t is not layer.bias_k and t is not layer.bias_v]
+            kind = "layer" if factory is not TunableModule else "module"
+            shown = name + "".join(f" (= {a[0]})" for a in aliases[1:])
+            cls = getattr(factory, "__name__", type(factory).__name__)
+            self.report.append(
+                ReportRow(shown, kind, type(layer).__name__, _shape(tensors), cls, _added(p, tensors))
+            )
+        for owner, attrs in self.modules.items():
+            module = model.get_submodule(owner)
+            tensors = [getattr(module, a) for a in attrs]
+            cls = "TunableTensor" if owner == "" else "TunableModule"
+            self.report.append(
+                ReportRow(
+                    owner or "<root>",
+                    "module",
+                    type(module).__name__,
+                    _shape(tensors),
+                    cls,
+                    _added(p, tensors),
+                )
+            )
+        for name in self.tensors:
+            tensor = model.get_parameter(name)
+            self.report.append(
+                ReportRow(name, "tensor", "Parameter", _shape([tensor]), "TunableTensor", _added(p, [tensor]))
+            )
+
+    def check_not_empty(self) -> None:
+        if self.report:
+            return
+        if not self.found_any:
+            raise ConversionError(
+                "nothing to convert: the model has no Conv/ConvTranspose/Linear/MultiheadAttention layer and no "
+                "functional conv/linear call on its own parameters; register its layer types with "
+                "tunify.register_tunable or name tensors with parameters=..."
+            )
+        raise ConversionError(
+            "nothing to convert: every supported layer was filtered out by include/exclude/layer_types/"
+            f"filter_fn (include={self.config.include!r}, exclude={self.config.exclude!r}, "
+            f"layer_types={self.config.layer_types!r})"
+        )
+
+
+def _check_not_converted(model: nn.Module) -> None:
+    if isinstance(model, TunableModel) or any(
+        isinstance(m, TunableLayer | TunableTensor) for m in model.modules()
+    ):
+        raise ConversionError(
+            "the model is already converted (it contains tunable layers); convert it only once"
+        )
+
+
+def convert(
+    model: nn.Module,
+    p: int,
+    *,
+    include: TargetSpec = None,
+    exclude: TargetSpec = None,
+    layer_types: tuple[type[nn.Module], ...] | None = None,
+    filter_fn: Any = None,
+    parameters: TargetSpec = None,
+    functional: bool = True,
+    allow_extrapolation: bool = False,
+    batch_dim: int = 0,
+    dry_run: bool = False,
+) -> TunableModel | ConversionReport:
+    """Make ``model`` tunable **in place** and return it wrapped in a :class:`TunableModel`.
+
+    Every selected layer's p kernels and biases start as copies of the pretrained ones, so the converted
+    model computes exactly what ``model`` computed, for every ω, until it is fine-tuned. See
+    :class:`ConvertConfig` for the options. With ``dry_run=True`` nothing changes and the
+    :class:`ConversionReport` of what would be converted is returned.
+
+    Example:
+        >>> tmodel = tunify.convert(net, p=2, exclude=["head"], parameters=["beta", "gamma"])
+        >>> y = tmodel(x, omega=torch.tensor([0.3, 0.7]))
+    """
+    config = ConvertConfig(
+        p=p,
+        include=include,
+        exclude=exclude,
+        layer_types=layer_types,
+        filter_fn=filter_fn,
+        parameters=parameters,
+        functional=functional,
+        allow_extrapolation=allow_extrapolation,
+        batch_dim=batch_dim,
+    )
+    return convert_with(model, config, dry_run=dry_run)
+
+
+def convert_with(
+    model: nn.Module, config: ConvertConfig, *, dry_run: bool = False
+) -> TunableModel | ConversionReport:
+    """:func:`convert` driven by a :class:`ConvertConfig`."""
+    _check_not_converted(model)
+    plan = _Plan(model, config)
+    plan.check_not_empty()
+    if dry_run:
+        return plan.report
+    for aliases in plan.layers.values():
+        layer = aliases[0][1]
+        tunable = factory_for(layer)(layer, config.p)
+        for _, _, parent, attr in aliases:
+            setattr(parent, attr, tunable)
+    for owner, attrs in plan.modules.items():
+        if owner == "":
+            for attr in attrs:
+                make_tensor_tunable(model, attr, config.p, attr)
+        else:
+            parent_name, _, attr = owner.rpartition(".")
+            module = model.get_submodule(owner)
+            setattr(model.get_submodule(parent_name), attr, TunableModule(module, config.p, tuple(attrs)))
+    for name in plan.tensors:
+        owner, _, attr = name.rpartition(".")
+        make_tensor_tunable(model.get_submodule(owner), attr, config.p, name)
+    return TunableModel(model, config, plan.report, _switch_off_fused_paths(model))
+
+
+def _switch_off_fused_paths(model: nn.Module) -> dict[str, dict[str, Any]]:
+    restore = {}
+    for name, module in model.named_modules():
+        switches = _FUSED_PATH_SWITCHES.get(type(module))
+        if switches and any(isinstance(m, TunableLayer) for m in module.modules()):
+            restore[name] = {attr: getattr(module, attr) for attr in switches}
+            for attr, value in switches.items():
+                setattr(module, attr, value)
+    return restore
+
+
+@torch.no_grad()
+def bake(tmodel: TunableModel, omega: Tensor) -> nn.Module:
+    """A plain copy of the network with every tunable tensor mixed at ``omega`` (shape (p,)).
+
+    The result has the original layer classes, state-dict keys, parameter count and cost, and computes
+    what ``tmodel(x, omega=omega)`` computes. ``tmodel`` is left unchanged.
+    """
+    omega = check_omega(omega, tmodel.p, allow_extrapolation=tmodel.config.allow_extrapolation)
+    if omega.ndim != 1:
+        raise ValueError(f"bake needs one omega of shape ({tmodel.p},), got {tuple(omega.shape)}")
+    plain = copy.deepcopy(tmodel.base_model)
+    omega = omega.to(next(plain.parameters()).device)
+    baked: dict[int, nn.Module] = {}
+    for parent in list(plain.modules()):
+        for attr, child in list(parent.named_children()):
+            if isinstance(child, TunableLayer):
+                if id(child) not in baked:
+                    baked[id(child)] = child.materialize(omega)
+                setattr(parent, attr, baked[id(child)])
+    with use_omega(omega):
+        for module in list(plain.modules()):
+            if parametrize.is_parametrized(module):
+                for name in list(module.parametrizations):
+                    parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    for name, attrs in tmodel._restore.items():
+        for attr, value in attrs.items():
+            setattr(plain.get_submodule(name), attr, value)
+    return plain

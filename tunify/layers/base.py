@@ -1,0 +1,145 @@
+"""The common machinery of tunable layers: p tensor copies, the affine map φ and mixing by α = φ(ω).
+
+Initialisation (the choice tunify makes): every copy starts equal to the pretrained tensor and φ starts as
+α = ω − mean(ω) + 1/p, i.e. weight ``I − 1/p`` and bias ``1/p``. The α always sum to one, so a freshly
+converted layer computes exactly the pretrained layer for every ω, and yet α_i moves with ω_i, so the
+gradient of an objective weighted by ω_i reaches the i-th copy most strongly from the first step on.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .omega import MissingOmegaError, current_omega, in_backward
+
+
+def check_p(p: int) -> None:
+    if not isinstance(p, int) or isinstance(p, bool) or p < 1:
+        raise ValueError(f"p (the number of tunable parameters) must be an integer >= 1, got {p!r}")
+
+
+def make_phi(p: int) -> nn.Linear:
+    """φ: ℝ^p → ℝ^p, affine, starting as α = ω − mean(ω) + 1/p (Σα = 1 for every ω)."""
+    phi = nn.Linear(p, p)
+    with torch.no_grad():
+        phi.weight.copy_(torch.eye(p) - 1.0 / p)
+        phi.bias.fill_(1.0 / p)
+    return phi
+
+
+class OmegaReader(nn.Module):
+    """Reads the ω of the current call and maps it through this module's ``phi``."""
+
+    p: int
+    phi: nn.Linear
+    _last_omega: Tensor | None = None
+
+    def omega(self) -> Tensor:
+        """The ω of the current call ((p,) or (B, p))."""
+        omega = current_omega()
+        if omega is None:
+            if self._last_omega is not None and in_backward():
+                return self._last_omega  # a checkpointed forward being recomputed
+            raise MissingOmegaError(
+                f"{type(self).__name__} ran without omega: call the TunableModel as model(x, omega=...) "
+                "or run the layer inside tunify.use_omega(omega)"
+            )
+        if not torch._C._functorch.is_batchedtensor(omega):  # a vmapped row must not outlive its vmap
+            self._last_omega = omega
+        return omega
+
+    def alpha(self, omega: Tensor | None = None) -> Tensor:
+        """α = φ(ω): (p,) for a shared ω, (B, p) per sample."""
+        omega = self.omega() if omega is None else omega
+        return self.phi(omega.to(self.phi.weight.dtype))
+
+
+def mix(copies: Sequence[Tensor], alpha: Tensor) -> Tensor:
+    """Σ_i α_i t_i: the tensor's shape for α of shape (p,), (B, *shape) for α of shape (B, p)."""
+    stacked = torch.stack(tuple(copies))  # [p, *shape]
+    return torch.tensordot(alpha.to(stacked.dtype), stacked, dims=1)
+
+
+class TensorBank(nn.Module):
+    """p independent, contiguous copies of one tensor (state-dict keys ``0`` … ``p-1``)."""
+
+    def __init__(self, tensor: Tensor, p: int) -> None:
+        super().__init__()
+        for i in range(p):
+            copy_i = nn.Parameter(tensor.detach().clone().contiguous(), requires_grad=tensor.requires_grad)
+            self.register_parameter(str(i), copy_i)
+
+    def forward(self, alpha: Tensor) -> Tensor:
+        return mix(self._parameters.values(), alpha)
+
+
+def get_tensor(module: nn.Module, name: str) -> Tensor | None:
+    """``module.<name>`` for a dotted name such as ``out_proj.weight``."""
+    owner, _, attr = name.rpartition(".")
+    return getattr(module.get_submodule(owner), attr, None)
+
+
+def set_parameter(module: nn.Module, name: str, value: Tensor | None) -> None:
+    """Register ``value`` (or None, which keeps the slot but drops it from the state dict) under ``name``."""
+    owner, _, attr = name.rpartition(".")
+    target = module.get_submodule(owner)
+    target._parameters[attr] = None if value is None else nn.Parameter(value)
+
+
+class TunableLayer(OmegaReader):
+    """Base class of tunable layers.
+
+    The layer keeps the original module as ``base_layer`` (its hyper-parameters and any tensor that is not
+    tunable) with the tunable tensors removed, and holds for each of them a :class:`TensorBank` of p copies
+    registered under the tensor's name with dots replaced by underscores (``weight.0``, ``bias.1``,
+    ``out_proj_weight.0``). Subclasses implement ``forward`` and may override :meth:`materialize`.
+
+    Protocol:
+        ``tensor_names``: the base layer's tensors that are tunable.
+        ``forward(*args)``: reads ω with :meth:`omega`; ``alpha()`` gives φ(ω).
+        ``materialize(omega)``: the base layer as a plain module with tensors mixed at ``omega``.
+    """
+
+    tensor_names: tuple[str, ...] = ("weight", "bias")
+
+    def __init__(self, base_layer: nn.Module, p: int, tensor_names: tuple[str, ...] | None = None) -> None:
+        super().__init__()
+        check_p(p)
+        self.p = p
+        names = self.tensor_names if tensor_names is None else tensor_names
+        self.tensor_names = tuple(n for n in names if get_tensor(base_layer, n) is not None)
+        if not self.tensor_names:
+            raise ValueError(
+                f"{type(base_layer).__name__} has none of the tensors {list(names)} to make tunable"
+            )
+        self.phi = make_phi(p).to(get_tensor(base_layer, self.tensor_names[0]).device)
+        for name in self.tensor_names:
+            self.add_module(self.bank_name(name), TensorBank(get_tensor(base_layer, name), p))
+            set_parameter(base_layer, name, None)
+        self.base_layer = base_layer
+
+    @staticmethod
+    def bank_name(tensor_name: str) -> str:
+        return tensor_name.replace(".", "_")
+
+    def bank(self, tensor_name: str) -> TensorBank:
+        return getattr(self, self.bank_name(tensor_name))
+
+    def mixed(self, alpha: Tensor) -> dict[str, Tensor]:
+        """Every tunable tensor mixed with ``alpha`` (per sample when ``alpha`` is (B, p))."""
+        return {name: self.bank(name)(alpha) for name in self.tensor_names}
+
+    @torch.no_grad()
+    def materialize(self, omega: Tensor) -> nn.Module:
+        """A plain copy of the base layer with its tensors mixed at a shared ``omega`` of shape (p,)."""
+        plain = copy.deepcopy(self.base_layer)
+        for name, value in self.mixed(self.alpha(omega)).items():
+            set_parameter(plain, name, value.clone())
+        return plain
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, tunable={list(self.tensor_names)}"

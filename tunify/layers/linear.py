@@ -1,0 +1,37 @@
+"""Tunable linear layer.
+
+A shared ω mixes the weight once and runs ``F.linear``. Per-sample ω mixes one weight per sample and runs
+one batched matrix multiply; extra leading rows per sample (B·k, as in window attention) and token
+dimensions ride along in the matrix rows.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import TunableLayer
+from .omega import check_rows
+
+
+class TunableLinear(TunableLayer):
+    """Tunable counterpart of ``nn.Linear``."""
+
+    def __init__(self, base_layer: nn.Linear, p: int) -> None:
+        super().__init__(base_layer, p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        omega = self.omega()
+        if omega.ndim == 1 or x.ndim == 1 or omega.shape[0] == 1:
+            tensors = self.mixed(self.alpha(omega.reshape(-1, self.p)[0]))
+            return F.linear(x, tensors["weight"], tensors.get("bias"))
+        check_rows(omega, x.shape[0], "Linear")
+        tensors = self.mixed(self.alpha(omega))  # weight [B, out, in], bias [B, out]
+        b = omega.shape[0]
+        rows = x.reshape(b, -1, x.shape[-1])  # [B, k·tokens, in]
+        if "bias" in tensors:
+            y = torch.baddbmm(tensors["bias"].unsqueeze(1), rows, tensors["weight"].transpose(1, 2))
+        else:
+            y = torch.bmm(rows, tensors["weight"].transpose(1, 2))
+        return y.reshape(*x.shape[:-1], y.shape[-1])
