@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
@@ -39,6 +41,7 @@ class TunableModel(nn.Module):
         self.config = config
         self._report = report
         self._restore = restore  # attributes changed to switch off fused paths, put back by bake()
+        self.info: dict[str, Any] = {}  # saved with the model: base network, objectives, what each ω_i does
         self._vmap_per_sample = any(
             isinstance(m, TunableTensor) and m.needs_vmap for m in base_model.modules()
         )
@@ -64,3 +67,15 @@ class TunableModel(nn.Module):
 
     def __repr__(self) -> str:
         return f"{super().__repr__()}\n{self._report}"
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card (see :mod:`tunify.hub`)."""
+        from ..hub import save_pretrained
+
+        return save_pretrained(self, save_directory, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload the :meth:`save_pretrained` folder to the Hugging Face Hub as one commit."""
+        from ..hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
