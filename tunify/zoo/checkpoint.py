@@ -71,7 +71,19 @@ def _read_file(path: Path) -> Any:
             f"checkpoint {str(path)!r}: not a PyTorch checkpoint (zip or pickle) nor a safetensors file; "
             "the file is corrupt or of another format"
         )
+    if is_zip and not _has_zip_end_record(path, size):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: truncated or corrupt zip archive ({size} bytes, no end-of-archive "
+            "record); the download or save was probably cut short"
+        )
     return _read_torch(path)
+
+
+def _has_zip_end_record(path: Path, size: int) -> bool:
+    """A complete zip ends with an end-of-central-directory record within its last 64 KiB + 22 bytes."""
+    with path.open("rb") as f:
+        f.seek(max(0, size - (65536 + 22)))
+        return b"PK\x05\x06" in f.read()
 
 
 def _read_safetensors(path: Path, size: int) -> dict[str, torch.Tensor]:

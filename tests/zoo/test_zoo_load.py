@@ -1,0 +1,189 @@
+"""`tunify.zoo.load`: official checkpoints load safely and reproduce the official outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+from safetensors.torch import save_file
+from zoo_testdata import FIXTURE_PREFIX, fixture_by_name, fixture_io, fixture_params
+
+from tunify import zoo
+
+ATOL = RTOL = 1e-4
+
+
+@pytest.mark.parametrize("path", fixture_params())
+def test_fixture_reproduces_official_output(path: Path) -> None:
+    model = zoo.load(path, prefix=FIXTURE_PREFIX)
+    assert not model.training
+    x, expected = fixture_io(path)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == expected.shape
+    torch.testing.assert_close(y, expected, atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("path", fixture_params())
+def test_describe_build_round_trip(path: Path) -> None:
+    model = zoo.load(path, prefix=FIXTURE_PREFIX)
+    spec = zoo.describe(model)
+    meta = json.loads((path.with_suffix(".json")).read_text())
+    assert spec["architecture"] == meta["official_class"]
+    assert zoo.ArchSpec.from_json(json.dumps(spec)).to_dict() == spec  # JSON-able as is
+    for k, v in meta["constructor_kwargs"].items():  # detected hyper-parameters match the official ones
+        assert spec["kwargs"][k] == v, k
+    rebuilt = zoo.build(spec)
+    rebuilt.load_state_dict(model.state_dict(), strict=True)
+    assert zoo.describe(rebuilt) == spec
+    x, expected = fixture_io(path)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(x), expected, atol=ATOL, rtol=RTOL)
+
+
+def _small() -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    path = fixture_by_name("nafnet_small")
+    sd = zoo.read_state_dict(path, prefix=FIXTURE_PREFIX)
+    x, y = fixture_io(path)
+    return sd, x, y
+
+
+def _out(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x)
+
+
+@pytest.mark.parametrize("wrapper", [None, "params", "params_ema"])
+def test_official_pth_wrappers(tmp_path: Path, wrapper: str | None) -> None:
+    sd, x, y = _small()
+    path = tmp_path / "net.pth"
+    torch.save(sd if wrapper is None else {wrapper: sd}, path)
+    torch.testing.assert_close(_out(zoo.load(path), x), y, atol=ATOL, rtol=RTOL)
+
+
+def test_params_ema_preferred_and_module_prefix(tmp_path: Path) -> None:
+    sd, x, y = _small()
+    noisy = {k: v + 1.0 if v.is_floating_point() else v for k, v in sd.items()}
+    path = tmp_path / "both.pth"
+    torch.save({"params": noisy, "params_ema": {f"module.{k}": v for k, v in sd.items()}}, path)
+    torch.testing.assert_close(_out(zoo.load(path), x), y, atol=ATOL, rtol=RTOL)
+
+
+def test_safetensors_file_and_in_memory_dict_not_mutated(tmp_path: Path) -> None:
+    sd, x, y = _small()
+    path = tmp_path / "net.safetensors"
+    save_file(sd, str(path))
+    torch.testing.assert_close(_out(zoo.load(path), x), y, atol=ATOL, rtol=RTOL)
+    wrapped = {"params": {f"module.{k}": v for k, v in sd.items()}}
+    before = {k: id(v) for k, v in wrapped["params"].items()}
+    torch.testing.assert_close(_out(zoo.load(wrapped), x), y, atol=ATOL, rtol=RTOL)
+    assert list(wrapped) == ["params"] and {k: id(v) for k, v in wrapped["params"].items()} == before
+
+
+def test_strict_false_ignores_extra_entries() -> None:
+    sd, x, y = _small()
+    extra = {**sd, "extra_head.weight": torch.zeros(2), "epoch": 7}
+    with pytest.raises(zoo.CheckpointError, match="not tensors"):
+        zoo.load(extra)
+    with pytest.raises(zoo.CheckpointError, match="extra_head"):
+        zoo.load({k: v for k, v in extra.items() if k != "epoch"})
+    torch.testing.assert_close(_out(zoo.load(extra, strict=False), x), y, atol=ATOL, rtol=RTOL)
+
+
+def test_missing_weights_are_an_error() -> None:
+    sd, _, _ = _small()
+    sd.pop("ending.bias")
+    with pytest.raises(zoo.CheckpointError, match=r"ending\.bias"):
+        zoo.load(sd, strict=False)
+
+
+# --- errors name the file and the problem -----------------------------------------------------------------
+class _RunsCode:
+    """Pickles to a call of `os.system`: a file that only loads by executing code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _write_good_pth(path: Path) -> bytes:
+    torch.save({"params": {"w": torch.randn(64, 64)}}, path)
+    return path.read_bytes()
+
+
+def test_pickle_needing_code_execution_is_refused_and_not_run(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"params": {"w": torch.zeros(1)}, "x": _RunsCode(marker)}, path)
+    with pytest.raises(zoo.UnsafeCheckpointError, match=r"evil\.pth.*code execution.*system"):
+        zoo.load(path)
+    assert not marker.exists()
+
+
+def test_pickled_module_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "whole_model.pth"
+    torch.save(nn.Linear(2, 2), path)
+    with pytest.raises(zoo.UnsafeCheckpointError, match=r"whole_model\.pth.*Linear"):
+        zoo.load(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "mangle", "problem"),
+    [
+        ("truncated.pth", lambda b: b[: len(b) // 2], "truncated or corrupt"),
+        ("empty.pth", lambda b: b"", "empty"),
+        ("garbage.pth", lambda b: bytes(range(7, 250)) * 4, "corrupt"),
+        ("flipped.pth", lambda b: b[:40] + bytes(x ^ 0xFF for x in b[40:200]) + b[200:], "corrupt"),
+    ],
+)
+def test_corrupt_pth(tmp_path: Path, name: str, mangle, problem: str) -> None:
+    good = _write_good_pth(tmp_path / "good.pth")
+    path = tmp_path / name
+    path.write_bytes(mangle(good))
+    with pytest.raises(zoo.CheckpointError, match=rf"{re.escape(name)}.*{problem}"):
+        zoo.load(path)
+
+
+@pytest.mark.parametrize("cut", [5, 20, 10_000])
+def test_corrupt_safetensors(tmp_path: Path, cut: int) -> None:
+    good = tmp_path / "good.safetensors"
+    save_file({"w": torch.randn(64, 64)}, str(good))
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(good.read_bytes()[:-cut] if cut < 10_000 else good.read_bytes()[: cut // 1000])
+    with pytest.raises(zoo.CheckpointError, match=r"cut\.safetensors.*(truncated|corrupt)"):
+        zoo.load(path)
+
+
+def test_empty_safetensors_and_missing_file(tmp_path: Path) -> None:
+    (tmp_path / "e.safetensors").write_bytes(b"")
+    with pytest.raises(zoo.CheckpointError, match=r"e\.safetensors.*empty"):
+        zoo.load(tmp_path / "e.safetensors")
+    with pytest.raises(zoo.CheckpointNotFoundError, match=r"nope\.pth"):
+        zoo.load(tmp_path / "nope.pth")
+    with pytest.raises(FileNotFoundError):
+        zoo.load(str(tmp_path / "nope.pth"))
+
+
+def test_unknown_architecture(tmp_path: Path) -> None:
+    path = tmp_path / "mlp.pth"
+    torch.save(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)).state_dict(), path)
+    with pytest.raises(zoo.UnknownArchitectureError, match=r"mlp\.pth.*unknown architecture.*0\.weight"):
+        zoo.load(path)
+    with pytest.raises(zoo.UnknownArchitectureError, match="state dict"):
+        zoo.load({"foo.weight": torch.zeros(3)})
+
+
+def test_not_a_state_dict(tmp_path: Path) -> None:
+    path = tmp_path / "list.pth"
+    torch.save([torch.zeros(2)], path)
+    with pytest.raises(zoo.CheckpointError, match=r"list\.pth.*expected a state dict"):
+        zoo.load(path)
+    with pytest.raises(zoo.CheckpointError, match=r"prefix 'nope\.'"):
+        zoo.load({"a": torch.zeros(1)}, prefix="nope.")
