@@ -1,0 +1,59 @@
+"""Tiny stand-ins for the tunable model, the multi-loss, the ω sampler and the dataset (shared with the
+torchrun worker script, hence a plain module and not a conftest)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+P = 2
+
+
+class ToyTunable(nn.Module):
+    """A residual two-conv net whose hidden features are shifted by ``phi(omega)`` (an affine map of ω)."""
+
+    def __init__(self, channels: int = 4, p: int = P) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, 3, 3, padding=1)
+        self.phi = nn.Linear(p, channels)
+
+    def forward(self, x: Tensor, omega: Tensor) -> Tensor:
+        omega = omega.expand(x.shape[0], -1) if omega.dim() == 1 else omega  # [B, p]
+        h = torch.relu(self.conv1(x) + self.phi(omega)[:, :, None, None])
+        return x + self.conv2(h)
+
+
+class DictDataset(Dataset):
+    """Noisy/clean pairs of small random images, as dict samples."""
+
+    def __init__(self, n: int = 24, size: int = 8, seed: int = 0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.clean = torch.rand(n, 3, size, size, generator=gen)
+        self.noisy = self.clean + 0.2 * torch.randn(n, 3, size, size, generator=gen)
+
+    def __len__(self) -> int:
+        return len(self.clean)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {"input": self.noisy[i], "clean": self.clean[i]}
+
+
+def multi_loss(output: Tensor, batch: dict[str, Tensor], omega: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """ω_0 · fidelity to the clean image + ω_1 · fidelity to the input, per sample, then the batch mean."""
+    rec = (output - batch["clean"]).pow(2).mean(dim=(1, 2, 3))  # [B]
+    ident = (output - batch["input"]).pow(2).mean(dim=(1, 2, 3))  # [B]
+    loss = (omega[:, 0] * rec + omega[:, 1] * ident).mean()
+    return loss, {"rec": rec.detach().mean(), "id": ident.detach().mean()}
+
+
+def uniform_sampler(batch_size: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+    """ω ~ U[0, 1]^p per sample."""
+    return torch.rand(batch_size, P, generator=generator, device=device)
+
+
+def make_model(seed: int = 0) -> ToyTunable:
+    """The same initial weights in every process."""
+    torch.manual_seed(seed)
+    return ToyTunable()

@@ -1,0 +1,162 @@
+"""Crash-safe files: atomic writes, safetensors weight export, and step-numbered checkpoint folders.
+
+A run may be killed at any instant, including in the middle of saving. Every file is written to a
+temporary name in its destination folder, fsynced and moved into place with ``os.replace``; a checkpoint is
+a folder that gets its final name ``step_XXXXXXXX`` only once every file in it is on disk, so the latest
+folder with that name is always complete. Leftover temporaries (dot-names ending in ``.tmp``) are ignored
+and cleaned up on the next save.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+_STEP_DIR = re.compile(r"^step_(\d{8})$")
+_TMP_SUFFIX = ".tmp"
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Create ``path`` all-or-nothing: ``write(tmp)`` fills a temporary file next to it, then it is swapped in.
+
+    If ``write`` raises, or the process dies, ``path`` keeps its previous content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        _fsync_path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_path(path.parent)
+
+
+def _plain_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous CPU tensors with no shared storage, as safetensors requires (tied weights get copies)."""
+    out, seen = {}, set()
+    for key, value in state.items():
+        tensor = value.detach().cpu().contiguous()
+        ptr = tensor.untyped_storage().data_ptr()
+        out[key] = tensor.clone() if ptr in seen else tensor
+        seen.add(ptr)
+    return out
+
+
+def save_tensors(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Write a flat dict of tensors to ``path`` as safetensors, atomically."""
+    plain = _plain_tensors(state)
+    atomic_write(path, lambda tmp: save_file(plain, str(tmp)))
+
+
+def save_weights(model: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Export a model's weights (or a state dict, such as EMA weights) to safetensors, atomically.
+
+    Example:
+        >>> save_weights(trainer.inference_weights(), "out/weights.safetensors")
+    """
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    save_tensors(state, path)
+
+
+def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Read a safetensors file written by :func:`save_weights`."""
+    return load_file(str(path), device=str(device))
+
+
+def load_torch(path: str | os.PathLike) -> Any:
+    """Load non-tensor checkpoint state without unpickling arbitrary objects."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class CheckpointDir:
+    """The ``checkpoints/`` folder of a run: save, find the latest complete one, prune old ones.
+
+    Args:
+        root: folder holding the ``step_XXXXXXXX`` checkpoint folders.
+        keep: how many of the newest checkpoints to keep.
+    """
+
+    def __init__(self, root: str | os.PathLike, keep: int = 2) -> None:
+        self.root = Path(root)
+        self.keep = keep
+
+    def steps(self) -> list[int]:
+        """Steps of the complete checkpoints, oldest first."""
+        if not self.root.is_dir():
+            return []
+        found = (_STEP_DIR.match(p.name) for p in self.root.iterdir() if p.is_dir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def path(self, step: int) -> Path:
+        """Folder of the checkpoint taken after ``step`` updates."""
+        return self.root / f"step_{step:08d}"
+
+    def latest(self) -> Path | None:
+        """The newest complete checkpoint, or None."""
+        steps = self.steps()
+        return self.path(steps[-1]) if steps else None
+
+    def save(self, step: int, tensors: Mapping[str, Mapping[str, torch.Tensor]], state: Any) -> Path:
+        """Write ``<name>.safetensors`` per entry of ``tensors`` and ``state.pt``, then publish the folder."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_temporaries()
+        final = self.path(step)
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{final.name}.", suffix=_TMP_SUFFIX))
+        try:
+            for name, state_dict in tensors.items():
+                save_file(_plain_tensors(state_dict), str(tmp / f"{name}.safetensors"))
+                _fsync_path(tmp / f"{name}.safetensors")
+            torch.save(state, tmp / "state.pt")
+            _fsync_path(tmp / "state.pt")
+            _fsync_path(tmp)
+            if final.exists():  # a re-save of the same step: move the old one aside first
+                os.replace(final, self.root / f".{final.name}.old{_TMP_SUFFIX}")
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync_path(self.root)
+        self._prune()
+        self._remove_temporaries()
+        return final
+
+    def load(self, path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.Tensor]], Any]:
+        """The tensors (by file stem) and the ``state.pt`` content of one checkpoint folder."""
+        path = Path(path)
+        tensors = {p.stem: load_file(str(p)) for p in sorted(path.glob("*.safetensors"))}
+        return tensors, load_torch(path / "state.pt")
+
+    def _prune(self) -> None:
+        for step in self.steps()[: -self.keep]:
+            shutil.rmtree(self.path(step), ignore_errors=True)
+
+    def _remove_temporaries(self) -> None:
+        for p in self.root.iterdir():
+            if not (p.name.startswith(".") and p.name.endswith(_TMP_SUFFIX)):
+                continue
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
