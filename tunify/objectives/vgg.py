@@ -48,17 +48,29 @@ def _load_state_dict(path: str | Path) -> dict[str, Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _create_vgg19(pretrained: bool) -> nn.Module:
-    if not pretrained:
-        return timm.create_model("vgg19", pretrained=False)
-    try:
-        return timm.create_model("vgg19.tv_in1k", pretrained=True)
-    except Exception as err:
-        raise VGGWeightsError(
-            f"VGG-19 weights could not be downloaded ({type(err).__name__}: {err}); pass "
-            "vgg_weights='path/to/vgg19.safetensors' (a timm or torchvision vgg19 state dict) "
-            "or pretrained=False for tests"
-        ) from err
+def _vgg19_features(pretrained: bool, depth: int) -> nn.Sequential:
+    """The first ``depth`` modules of timm's ``vgg19.features``, ImageNet-trained or randomly initialised.
+
+    Without pretrained weights the network is built on the meta device and only the kept convs are
+    materialised: the unused 100M-parameter classifier would otherwise dominate start-up time.
+    """
+    if pretrained:
+        try:
+            vgg = timm.create_model("vgg19.tv_in1k", pretrained=True)
+        except Exception as err:
+            raise VGGWeightsError(
+                f"VGG-19 weights could not be downloaded ({type(err).__name__}: {err}); pass "
+                "vgg_weights='path/to/vgg19.safetensors' (a timm or torchvision vgg19 state dict) "
+                "or pretrained=False for tests"
+            ) from err
+        return nn.Sequential(*list(vgg.features.children())[:depth])
+    with torch.device("meta"):
+        vgg = timm.create_model("vgg19", pretrained=False)
+    features = nn.Sequential(*list(vgg.features.children())[:depth]).to_empty(device="cpu")
+    for module in features.modules():
+        if isinstance(module, nn.Conv2d):
+            module.reset_parameters()
+    return features
 
 
 class VGGFeatures(nn.Module):
@@ -82,8 +94,7 @@ class VGGFeatures(nn.Module):
             raise ValueError(f"unknown VGG-19 layers {unknown}; choose from {list(VGG19_LAYERS)}")
         self.layers = tuple(layers)
         depth = max(VGG19_LAYERS[name] for name in layers) + 1
-        vgg = _create_vgg19(pretrained and weights_path is None)
-        self.features = nn.Sequential(*list(vgg.features.children())[:depth])
+        self.features = _vgg19_features(pretrained and weights_path is None, depth)
         if weights_path is not None:
             self._load_features(_load_state_dict(weights_path))
         for i, module in enumerate(self.features):
