@@ -57,3 +57,23 @@ def make_model(seed: int = 0) -> ToyTunable:
     """The same initial weights in every process."""
     torch.manual_seed(seed)
     return ToyTunable()
+
+
+def ddp_config():
+    """The run that test_distributed.py trains once on 2 ranks (torchrun) and once in a single process."""
+    from tunify.train import TrainConfig
+
+    return TrainConfig(
+        total_steps=5,
+        batch_size=4,
+        lr=1e-2,
+        warmup_steps=1,
+        ema_decay=0.8,
+        grad_clip=0.5,
+        phi_lr_mult=2.0,
+        checkpoint_every=2,
+        log_every=1,
+        progress=False,
+        device="cpu",
+        seed=11,
+    )

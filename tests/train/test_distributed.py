@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from train_toys import DictDataset, ddp_config, make_model, multi_loss, uniform_sampler
+
+from tunify.train import Trainer, load_weights
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_ranks_match_a_single_process(tmp_path):
+    ddp_dir = tmp_path / "ddp"
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(HERE), os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+        "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(HERE / "ddp_worker.py"), str(ddp_dir),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    single = Trainer(
+        make_model(), multi_loss, uniform_sampler, DictDataset(), ddp_config(), tmp_path / "single"
+    )
+    single.fit()
+
+    ddp_model = load_weights(ddp_dir / "model.safetensors")
+    ddp_ema = load_weights(ddp_dir / "weights.safetensors")
+    for key, value in single.model.state_dict().items():
+        torch.testing.assert_close(ddp_model[key], value, atol=1e-5, rtol=0, msg=key)
+        torch.testing.assert_close(ddp_ema[key], single.ema.shadow[key], atol=1e-5, rtol=0, msg=key)
+    records = [json.loads(line) for line in (ddp_dir / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]  # rank 0 alone writes the log
+    assert sorted(p.name for p in (ddp_dir / "checkpoints").iterdir()) == ["step_00000004", "step_00000005"]
