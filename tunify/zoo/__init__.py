@@ -20,10 +20,12 @@ from .errors import (
 )
 from .registry import ModelEntry, config, create, list_models, register_config, register_model
 from .spec import ArchSpec, build, describe
+from .targets import TUNABLE_TARGETS, default_tunable_targets
 
 list = list_models  # shadows the builtin only in this module: `tunify.zoo.list()` reads naturally; the builtin is untouched elsewhere
 
 __all__ = [
+    "TUNABLE_TARGETS",
     "ArchSpec",
     "CheckpointError",
     "CheckpointNotFoundError",
@@ -35,6 +37,7 @@ __all__ = [
     "build",
     "config",
     "create",
+    "default_tunable_targets",
     "describe",
     "list",
     "list_models",
