@@ -10,6 +10,7 @@ from tunify.objectives import (
     Reconstruction,
     UnsharpMask,
     build_objective,
+    build_sampler,
     noise_preservation_target,
     objective_names,
     register_objective,
@@ -120,3 +121,33 @@ def test_duplicate_registration_raises():
         @register_objective("reconstruction")
         class Again(Objective):
             pass
+
+
+class TinyTunable(torch.nn.Module):
+    """Stand-in for a tunable network: a 1×1 conv whose output shifts with ω (the ``model(x, omega=)`` protocol)."""
+
+    def __init__(self, p: int) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 1)
+        self.mix = torch.nn.Linear(p, 3)
+
+    def forward(self, x: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + self.mix(omega)[:, :, None, None]
+
+
+def test_training_step_with_sampler_reduces_loss(batch):
+    torch.manual_seed(0)
+    model = TinyTunable(2)
+    loss_fn = ParametricMultiLoss(["reconstruction", "noise_preservation"])
+    sampler = build_sampler("corner_biased", p=2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    g = torch.Generator().manual_seed(0)
+    fixed = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    before = loss_fn(model(batch["input"], omega=fixed), batch, fixed).loss.item()
+    for _ in range(30):
+        omega = sampler(2, generator=g)
+        loss = loss_fn(model(batch["input"], omega=omega), batch, omega).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss_fn(model(batch["input"], omega=fixed), batch, fixed).loss.item() < before

@@ -121,7 +121,7 @@ class CornerBiasedSampler(OmegaSampler):
         shape = (batch_size, self.p)
         choice = _rand((batch_size, 1), generator)  # [B, 1]
         corners = (_rand(shape, generator) < 0.5).float()
-        simplex = _dirichlet(batch_size, self.p, 1.0, generator).to(corners.device)
+        simplex = _dirichlet(batch_size, self.p, 1.0, generator)
         cube = _rand(shape, generator)
         is_corner = choice < self.corner_prob
         is_simplex = (choice >= self.corner_prob) & (choice < self.corner_prob + self.simplex_prob)

@@ -68,8 +68,9 @@ def _vgg19_features(pretrained: bool, depth: int) -> nn.Sequential:
         vgg = timm.create_model("vgg19", pretrained=False)
     features = nn.Sequential(*list(vgg.features.children())[:depth]).to_empty(device="cpu")
     for module in features.modules():
-        if isinstance(module, nn.Conv2d):
-            module.reset_parameters()
+        if isinstance(module, nn.Conv2d):  # variance-preserving, as timm's own VGG init
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(module.bias)
     return features
 
 
