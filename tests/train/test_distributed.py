@@ -22,7 +22,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_ranks_match_a_single_process(tmp_path):
+def test_two_gloo_ranks_match_a_single_process_also_after_a_kill(tmp_path):
     ddp_dir = tmp_path / "ddp"
     env = {
         **os.environ,
@@ -41,11 +41,15 @@ def test_two_gloo_ranks_match_a_single_process(tmp_path):
     )
     single.fit()
 
-    ddp_model = load_weights(ddp_dir / "model.safetensors")
-    ddp_ema = load_weights(ddp_dir / "weights.safetensors")
-    for key, value in single.model.state_dict().items():
-        torch.testing.assert_close(ddp_model[key], value, atol=1e-5, rtol=0, msg=key)
-        torch.testing.assert_close(ddp_ema[key], single.ema.shadow[key], atol=1e-5, rtol=0, msg=key)
-    records = [json.loads(line) for line in (ddp_dir / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]  # rank 0 alone writes the log
-    assert sorted(p.name for p in (ddp_dir / "checkpoints").iterdir()) == ["step_00000004", "step_00000005"]
+    for run in ("straight", "resumed"):
+        ddp_model = load_weights(ddp_dir / run / "model.safetensors")
+        ddp_ema = load_weights(ddp_dir / run / "weights.safetensors")
+        for key, value in single.model.state_dict().items():
+            torch.testing.assert_close(ddp_model[key], value, atol=1e-5, rtol=0, msg=f"{run} {key}")
+            torch.testing.assert_close(
+                ddp_ema[key], single.ema.shadow[key], atol=1e-5, rtol=0, msg=f"{run} {key}"
+            )
+        records = [json.loads(line) for line in (ddp_dir / run / "log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in records] == [1, 2, 3, 4, 5]  # rank 0 alone writes the log
+        checkpoints = sorted(p.name for p in (ddp_dir / run / "checkpoints").iterdir())
+        assert checkpoints == ["step_00000004", "step_00000005"]

@@ -76,7 +76,7 @@ def make_train_loader(
     """A DataLoader whose order the trainer can resume: use it to pass a custom ``collate_fn``.
 
     Exact resumption also needs per-item randomness (random crops, noise) to be a function of the index,
-    or ``num_workers=0`` (then it comes from the torch RNG, which checkpoints restore).
+    or ``num_workers=0`` (then it comes from each rank's torch RNG, which checkpoints restore).
     """
     info = dist_info()
     sampler = ResumableBatchSampler(
@@ -88,5 +88,5 @@ def make_train_loader(
         num_workers=config.num_workers,
         collate_fn=collate_fn,
         pin_memory=pin_memory,
-        generator=torch.Generator().manual_seed(config.seed),
+        generator=torch.Generator().manual_seed(config.seed + info.rank),  # workers' seeds differ per rank
     )

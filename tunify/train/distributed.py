@@ -10,6 +10,7 @@ import datetime
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -74,6 +75,15 @@ def all_reduce_mean_(tensors: Iterable[torch.Tensor]) -> None:
     for tensor in tensors:
         dist.all_reduce(tensor)
         tensor.div_(world)
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` in a single process); a collective call."""
+    if not is_distributed():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def barrier() -> None:

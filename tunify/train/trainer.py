@@ -28,6 +28,7 @@ from tunify.train.checkpoint import CheckpointDir, save_weights
 from tunify.train.config import TrainConfig
 from tunify.train.data import ResumableBatchSampler, make_train_loader
 from tunify.train.distributed import (
+    all_gather_objects,
     all_reduce_mean_,
     barrier,
     dist_info,
@@ -89,7 +90,7 @@ class Trainer:
             raise ValueError(
                 f"batch_size ({config.batch_size}) must be divisible by the world size ({self.dist.world_size})"
             )
-        seed_everything(config.seed)
+        seed_everything(config.seed + self.dist.rank)  # ranks draw different crops, noise, dropout
         self._amp_dtype = _amp_dtype(config.precision, self.device)
         if config.gradient_checkpointing:
             _enable_gradient_checkpointing(model)
@@ -119,6 +120,7 @@ class Trainer:
         )
         self.omega_generator = torch.Generator().manual_seed(config.seed + 1)
         self.step = 0
+        self._saved_step = -1
         self.checkpoints = CheckpointDir(self.out_dir / "checkpoints", keep=config.keep_checkpoints)
         if resume:
             self._resume()
@@ -244,7 +246,12 @@ class Trainer:
         return results
 
     def save_checkpoint(self) -> Path | None:
-        """Write a resumable checkpoint of the current step (rank 0 only; returns its folder)."""
+        """Write a resumable checkpoint of the current step; call it on every rank, rank 0 writes it.
+
+        Returns the checkpoint folder on rank 0, None elsewhere.
+        """
+        rng_states = all_gather_objects(capture_rng_state())  # one per rank
+        self._saved_step = self.step
         if not self.dist.is_main:
             return None
         tensors = {"model": self.model.state_dict()}
@@ -258,7 +265,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "omega_generator": self.omega_generator.get_state(),
-            "rng": capture_rng_state(),
+            "rng": rng_states,
             "config": self.config.to_dict(),
         }
         if self.d_optimizer is not None:
@@ -284,8 +291,14 @@ class Trainer:
                     p.copy_(tensors["discriminator"][str(i)])
             self.d_optimizer.load_state_dict(state["d_optimizer"])
         self.omega_generator.set_state(state["omega_generator"])
-        restore_rng_state(state["rng"])
-        self.step = int(state["step"])
+        self.step = self._saved_step = int(state["step"])
+        if len(state["rng"]) == self.dist.world_size:
+            restore_rng_state(state["rng"][self.dist.rank])
+        else:
+            warnings.warn(
+                f"{path} was saved by {len(state['rng'])} ranks: RNG streams re-seeded", stacklevel=3
+            )
+            seed_everything(self.config.seed + self.dist.rank + 1_000_003 * self.step)
         changed = sorted(k for k, v in state["config"].items() if self.config.to_dict().get(k) != v)
         if changed:
             warnings.warn(f"resuming {path} with a different config for {changed}", stacklevel=3)
@@ -308,7 +321,7 @@ class Trainer:
             self.logger.log(record)
 
     def _finish(self) -> None:
-        if self.checkpoints.latest() != self.checkpoints.path(self.step):
+        if self._saved_step != self.step:  # the same decision on every rank: saving is a collective
             self.save_checkpoint()
         if self.eval_fn is not None:
             self.evaluate()
