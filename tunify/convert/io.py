@@ -20,7 +20,7 @@ from torch import nn
 from .._version import __version__
 from .config import ConvertConfig
 from .model import TunableModel
-from .surgery import convert_with
+from .surgery import ConversionError, convert_with
 
 SPEC_KEY = "tunify_spec"
 
@@ -59,16 +59,20 @@ def apply_spec(model: nn.Module, spec: dict[str, Any]) -> TunableModel:
         )
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"malformed conversion spec ({error!r}): {spec}") from None
-    tmodel = convert_with(model, config)
-    converted = conversion_spec(tmodel)
-    if (converted["layers"], converted["tensors"]) != (spec["layers"], spec["tensors"]):
-        missing = sorted(
-            set(spec["layers"] + spec["tensors"]) - set(converted["layers"] + converted["tensors"])
-        )
+    expected = spec["layers"] + spec["tensors"]
+    try:
+        plan = convert_with(model, config, dry_run=True)
+    except ConversionError as error:
+        raise CheckpointError(
+            f"the network does not have the converted layers the checkpoint expects: {expected} ({error})"
+        ) from None
+    found = [row.name.split(" (= ")[0] for row in plan]
+    if sorted(found) != sorted(expected):
+        missing = sorted(set(expected) - set(found))
         raise CheckpointError(
             f"the network does not have the converted layers the checkpoint expects: {missing}"
         )
-    return tmodel
+    return convert_with(model, config)
 
 
 def save(tmodel: TunableModel, path: str | os.PathLike) -> None:

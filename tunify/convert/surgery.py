@@ -42,7 +42,9 @@ _FUSED_PATH_SWITCHES = {
 def _named_layers(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module, nn.Module, str]]:
     """(full name, layer, parent, attribute) for every convertible layer, aliases included, not descending
     into layers (an attention module's ``out_proj`` belongs to the attention module)."""
-    for attr, child in module.named_children():
+    for attr, child in module._modules.items():  # not named_children(), which hides aliases
+        if child is None:
+            continue
         name = f"{prefix}.{attr}" if prefix else attr
         if factory_for(child) is not None:
             yield name, child, module, attr
@@ -270,7 +272,7 @@ def bake(tmodel: TunableModel, omega: Tensor) -> nn.Module:
     omega = omega.to(next(plain.parameters()).device)
     baked: dict[int, nn.Module] = {}
     for parent in list(plain.modules()):
-        for attr, child in list(parent.named_children()):
+        for attr, child in list(parent._modules.items()):
             if isinstance(child, TunableLayer):
                 if id(child) not in baked:
                     baked[id(child)] = child.materialize(omega)
@@ -279,7 +281,10 @@ def bake(tmodel: TunableModel, omega: Tensor) -> nn.Module:
         for module in list(plain.modules()):
             if parametrize.is_parametrized(module):
                 for name in list(module.parametrizations):
+                    value = getattr(module, name).detach().clone()
                     parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+                    delattr(module, name)
+                    module.register_parameter(name, nn.Parameter(value))
     for name, attrs in tmodel._restore.items():
         for attr, value in attrs.items():
             setattr(plain.get_submodule(name), attr, value)

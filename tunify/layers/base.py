@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -121,6 +122,15 @@ class TunableLayer(OmegaReader):
             self.add_module(self.bank_name(name), TensorBank(get_tensor(base_layer, name), p))
             set_parameter(base_layer, name, None)
         self.base_layer = base_layer
+
+    def __getattr__(self, name: str) -> Any:
+        """Hyper-parameters (``in_channels``, ``kernel_size``, ``batch_first`` …) read through to the base layer."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "base_layer" or "base_layer" not in self._modules:
+                raise
+            return getattr(self._modules["base_layer"], name)
 
     @staticmethod
     def bank_name(tensor_name: str) -> str:

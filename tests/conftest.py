@@ -1,0 +1,30 @@
+"""Fixtures shared by every test folder: the location of ../shared and helpers for tunable models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture
+def shared() -> Path:
+    """The reference data folder beside the repository (skips the test when it is absent)."""
+    if not SHARED.is_dir():
+        pytest.skip(f"reference data not found at {SHARED} (the shared/ folder beside the repository)")
+    return SHARED
+
+
+def spread_copies(model: nn.Module, seed: int = 0, scale: float = 0.05) -> nn.Module:
+    """Make the p copies of every tunable tensor differ, so that the output depends on ω."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            is_copy = name.rsplit(".", 1)[-1].isdigit() or ".original" in name
+            if is_copy and "phi" not in name:
+                param.add_(scale * param.abs().mean().clamp_min(1e-3) * torch.randn(param.shape, generator=g))
+    return model

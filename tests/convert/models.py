@@ -1,0 +1,128 @@
+"""Small networks that exercise the converter's hard cases."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class AttentionNet(nn.Module):
+    """nn.MultiheadAttention used directly, sequence-first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(6, 16)
+        self.attn = nn.MultiheadAttention(16, 4)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [B, L, 6]
+        h = self.embed(x).transpose(0, 1)
+        h, _ = self.attn(h, h, h)
+        return self.head(h.transpose(0, 1))
+
+
+class EncoderNet(nn.Module):
+    """nn.TransformerEncoder whose layers take PyTorch's fused path in eval mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(16, 4, dim_feedforward=32, batch_first=True, dropout=0.0)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
+
+
+class FunctionalNet(nn.Module):
+    """Calls F.conv2d and F.linear on its own parameters, at the root and in a child."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(8, 3, 3, 3) * 0.2)
+        self.bias = nn.Parameter(torch.randn(8) * 0.1)
+        self.child = FunctionalChild()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.child(F.relu(F.conv2d(x, self.weight, self.bias, padding=1)))
+
+
+class FunctionalChild(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Parameter(torch.randn(4, 8) * 0.3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.mean(dim=(2, 3)), self.proj)
+
+
+class SharedNet(nn.Module):
+    """One conv reached by two names and called twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = nn.Conv2d(4, 4, 3, padding=1)
+        self.again = self.block
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.again(torch.relu(self.block(self.stem(x))))
+
+
+class ControlFlowNet(nn.Module):
+    """Shape-dependent control flow (fx cannot trace it whole), like SwinIR's window branch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.body = PaddedBlock()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        if h.shape[-1] % 2:
+            h = F.pad(h, (0, 1, 0, 0))
+        return self.body(h)
+
+
+class PaddedBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+        self.out = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        y = self.conv(x)
+        if h > 4:
+            y = y + x
+        return self.out(y.reshape(b, c, h * w).mean(-1))
+
+
+class ConvZooNet(nn.Module):
+    """Transposed, grouped, depthwise, dilated, 1-D and 3-D convolutions in one network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.grouped = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=4, padding_mode="reflect")
+        self.depthwise = nn.Conv2d(8, 8, 3, padding="same", groups=8, bias=False)
+        self.up = nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1, groups=2)
+        self.line = nn.Conv1d(4, 4, 5, padding=2, padding_mode="circular")
+        self.volume = nn.Conv3d(1, 2, 3, padding=1)
+        self.volume_up = nn.ConvTranspose3d(2, 1, (1, 3, 3), padding=(0, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.up(self.depthwise(torch.relu(self.grouped(self.down(x)))))  # [B, 4, H, W]
+        b, c, hh, ww = h.shape
+        h = self.line(h.reshape(b, c, hh * ww)).reshape(b, c, hh, ww)
+        return self.volume_up(self.volume(h.unsqueeze(1))).squeeze(1)
+
+
+def cdncnn() -> nn.Sequential:
+    """The CDnCNN-B layout of ../shared/pretrained (20 convs, 3→64→…→3)."""
+    layers: list[nn.Module] = [nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(inplace=True)]
+    for _ in range(18):
+        layers += [nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(inplace=True)]
+    layers.append(nn.Conv2d(64, 3, 3, padding=1))
+    return nn.Sequential(*layers)

@@ -1,0 +1,211 @@
+"""Selection, reports, errors, bake and save/load of converted models."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import tunify
+from tests.conftest import spread_copies
+from tests.convert import models
+
+
+def small_net() -> nn.Module:
+    torch.manual_seed(0)
+    return models.ConvZooNet().eval()
+
+
+def test_include_exclude_and_layer_types() -> None:
+    report = tunify.convert(small_net(), 2, include=r"(down|up|line)", dry_run=True)
+    assert report.names() == ["down", "up", "line"]
+    report = tunify.convert(small_net(), 2, exclude=["grouped", "volume"], dry_run=True)
+    assert "grouped" not in report.names() and "volume" not in report.names() and "up" in report.names()
+    report = tunify.convert(
+        small_net(), 2, layer_types=(nn.ConvTranspose2d, nn.ConvTranspose3d), dry_run=True
+    )
+    assert report.names() == ["up", "volume_up"]
+    report = tunify.convert(small_net(), 2, filter_fn=lambda m, name: m.kernel_size[-1] == 5, dry_run=True)
+    assert report.names() == ["line"]
+
+
+def test_dry_run_changes_nothing() -> None:
+    net = small_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    report = tunify.convert(net, 3, dry_run=True)
+    assert len(report) == 7
+    assert net.state_dict().keys() == before.keys()
+    assert not any(isinstance(m, tunify.layers.TunableLayer) for m in net.modules())
+
+
+def test_report_in_print_and_parameter_count() -> None:
+    net = small_net()
+    original = sum(p.numel() for p in net.parameters())
+    tmodel = tunify.convert(net, 3)
+    report = tmodel.conversion_report()
+    assert sum(p.numel() for p in tmodel.parameters()) == original + report.params_added
+    down = next(row for row in report if row.name == "down")
+    assert (down.type, down.tunable_class, down.shape) == ("Conv2d", "TunableConv", "(8, 3, 3, 3) (8,)")
+    assert down.params_added == 2 * (8 * 3 * 9 + 8) + 9 + 3
+    text = repr(tmodel)
+    assert "params added" in text and "7 converted" in text
+
+
+def test_keys_of_unconverted_parts_are_kept() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))
+    tmodel = tunify.convert(net, 2)
+    keys = set(tmodel.base_model.state_dict())
+    assert {"1.weight", "1.bias", "1.running_mean", "0.weight.0", "0.weight.1", "0.phi.weight"} <= keys
+    assert type(tmodel.base_model) is nn.Sequential
+
+
+def test_named_parameters_become_tunable() -> None:
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+            self.beta = nn.Parameter(torch.rand(1, 3, 1, 1))
+            self.table = nn.Parameter(torch.rand(5, 3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + self.conv(x) * self.beta + self.table[2].view(1, 3, 1, 1)
+
+    torch.manual_seed(0)
+    net = Scaled()
+    x = torch.randn(4, 3, 6, 6)
+    reference = net(x)
+    tmodel = tunify.convert(net, 2, parameters=["beta", "table"])
+    assert [r.name for r in tmodel.conversion_report() if r.kind == "tensor"] == ["beta", "table"]
+    omega = torch.rand(4, 2)
+    torch.testing.assert_close(tmodel(x, omega=omega), reference, atol=1e-6, rtol=1e-5)
+    spread_copies(tmodel, scale=0.5)
+    together = tmodel(x, omega=omega)  # beta broadcasts per sample; the table needs vmap
+    alone = torch.cat([tmodel(x[i : i + 1], omega=omega[i]) for i in range(4)])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+    baked = tunify.bake(tmodel, omega[1])
+    assert type(baked) is Scaled and isinstance(baked.beta, nn.Parameter)
+    torch.testing.assert_close(baked(x[1:2]), alone[1:2], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("omega", "message"),
+    [
+        (torch.rand(3), r"omega has shape \(3,\); expected \(2,\) .* or \(4, 2\)"),
+        (torch.rand(3, 2), r"omega has shape \(3, 2\); expected \(2,\) .* or \(4, 2\)"),
+        (torch.tensor([0.5, float("nan")]), "NaN or inf"),
+        (torch.tensor([0.5, 1.5]), r"must lie in \[0, 1\]"),
+    ],
+)
+def test_bad_omega(omega: torch.Tensor, message: str) -> None:
+    tmodel = tunify.convert(small_net(), 2)
+    with pytest.raises(ValueError, match=message):
+        tmodel(torch.randn(4, 3, 8, 8), omega=omega)
+
+
+def test_extrapolation_when_allowed() -> None:
+    tmodel = tunify.convert(small_net(), 2, allow_extrapolation=True)
+    tmodel(torch.randn(1, 3, 8, 8), omega=torch.tensor([1.5, -0.5]))
+
+
+@pytest.mark.parametrize("p", [0, -1, 1.5, True])
+def test_bad_p(p) -> None:
+    with pytest.raises(ValueError, match=r"p .* must be an integer >= 1"):
+        tunify.convert(small_net(), p)
+
+
+def test_errors_name_the_problem() -> None:
+    tmodel = tunify.convert(small_net(), 2)
+    with pytest.raises(tunify.ConversionError, match="already converted"):
+        tunify.convert(tmodel, 2)
+    with pytest.raises(tunify.ConversionError, match="already converted"):
+        tunify.convert(tmodel.base_model, 2)
+    with pytest.raises(tunify.ConversionError, match="no Conv/ConvTranspose/Linear"):
+        tunify.convert(nn.Sequential(nn.ReLU(), nn.BatchNorm2d(3)), 2)
+    with pytest.raises(tunify.ConversionError, match="filtered out"):
+        tunify.convert(small_net(), 2, include="nothing")
+    with pytest.raises(tunify.UnsupportedLayerError, match="LSTM"):
+        tunify.convert(small_net(), 2, layer_types=(nn.LSTM,))
+    with pytest.raises(ValueError, match="include is not a valid regular expression"):
+        tunify.convert(small_net(), 2, include="(")
+    with pytest.raises(tunify.ConversionError, match="matches no parameter"):
+        tunify.convert(small_net(), 2, parameters=["gamma"])
+    with pytest.raises(tunify.MissingOmegaError, match="without omega"):
+        tmodel.base_model(torch.randn(1, 3, 8, 8))
+
+
+def test_register_custom_layer() -> None:
+    class Scale(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.rand(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * self.weight.view(1, 3, 1, 1)
+
+    tunify.register_tunable(Scale, lambda m, p: tunify.layers.TunableModule(m, p, ("weight",)))
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            tunify.register_tunable(Scale, tunify.layers.TunableModule)
+        net = nn.Sequential(Scale(), nn.Conv2d(3, 3, 1))
+        report = tunify.convert(net, 2, dry_run=True)
+        assert report.names() == ["0", "1"]
+        tmodel = tunify.convert(net, 2)
+        assert isinstance(tmodel.base_model[0], tunify.layers.TunableModule)
+    finally:
+        tunify.layers.unregister_tunable(Scale)
+
+
+def test_bake_equals_tunable_model_with_original_types_and_keys() -> None:
+    net = small_net()
+    keys = list(net.state_dict())
+    count = sum(p.numel() for p in net.parameters())
+    types = [type(m) for m in net.modules()]
+    tmodel = spread_copies(tunify.convert(net, 3), scale=0.5)
+    omega = torch.tensor([0.1, 0.7, 0.4])
+    x = torch.randn(2, 3, 8, 8)
+    baked = tunify.bake(tmodel, omega)
+    torch.testing.assert_close(baked(x), tmodel(x, omega=omega), atol=1e-5, rtol=1e-5)
+    assert list(baked.state_dict()) == keys
+    assert sum(p.numel() for p in baked.parameters()) == count
+    assert [type(m) for m in baked.modules()] == types
+    with pytest.raises(ValueError, match="one omega of shape"):
+        tunify.bake(tmodel, torch.rand(2, 3))
+
+
+def test_save_load_round_trip(tmp_path) -> None:
+    tmodel = spread_copies(tunify.convert(models.FunctionalNet(), 2, exclude=[]), scale=0.5)
+    path = tmp_path / "tunable.safetensors"
+    tunify.save(tmodel, path)
+    loaded = tunify.load(models.FunctionalNet(), path)
+    x, omega = torch.randn(3, 3, 8, 8), torch.rand(3, 2)
+    torch.testing.assert_close(loaded(x, omega=omega), tmodel(x, omega=omega))
+    assert loaded.conversion_report().names() == tmodel.conversion_report().names()
+
+
+def test_load_mismatch_and_corrupt_files(tmp_path) -> None:
+    tmodel = tunify.convert(small_net(), 2, include=["down", "up"])
+    path = tmp_path / "m.safetensors"
+    tunify.save(tmodel, path)
+    other = nn.Sequential(nn.Conv2d(3, 8, 3))
+    with pytest.raises(tunify.CheckpointError, match=r"does not have the converted layers .*down"):
+        tunify.load(other, path)
+    wider = small_net()
+    wider.down = nn.Conv2d(3, 8, 5, stride=2, padding=2)
+    with pytest.raises(tunify.CheckpointError, match=r"shape mismatch \['down.weight.0"):
+        tunify.load(wider, path)
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(tunify.CheckpointError, match=r"truncated\.safetensors: not a readable safetensors"):
+        tunify.load(small_net(), truncated)
+    with pytest.raises(tunify.CheckpointError, match="no such file"):
+        tunify.load(small_net(), tmp_path / "absent.safetensors")
+
+
+def test_p_copies_are_separate_contiguous_tensors(tmp_path) -> None:
+    tmodel = tunify.convert(copy.deepcopy(small_net()), 4)
+    bank = tmodel.base_model.down.weight
+    copies = [bank._parameters[str(i)] for i in range(4)]
+    assert all(c.is_contiguous() for c in copies)
+    assert len({c.data_ptr() for c in copies}) == 4

@@ -1,0 +1,117 @@
+"""A freshly converted network computes what the original computed, for every ω, and converts fully."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+import tunify
+from tests.conftest import spread_copies
+from tests.convert import models
+
+
+def perturbed(model: nn.Module, seed: int = 0) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.02 * torch.randn(param.shape, generator=g))
+    return model.eval()
+
+
+def check_model(model: nn.Module, x: torch.Tensor, ps=(1, 2, 3, 4), atol: float = 1e-5, **convert_kw):
+    """Equivalence for shared and per-sample ω at each p; the output moves with ω once copies differ."""
+    with torch.no_grad():
+        reference = model(x)
+    b = x.shape[convert_kw.get("batch_dim", 0)]
+    for p in ps:
+        tmodel = tunify.convert(copy.deepcopy(model), p, **convert_kw)
+        omega = torch.rand(b, p)
+        with torch.no_grad():
+            torch.testing.assert_close(tmodel(x, omega=omega[0]), reference, atol=atol, rtol=1e-4)
+            torch.testing.assert_close(tmodel(x, omega=omega), reference, atol=atol, rtol=1e-4)
+    spread_copies(tmodel, scale=0.3)
+    corners = torch.eye(tmodel.p)
+    with torch.no_grad():
+        outputs = [tmodel(x, omega=c) for c in corners]
+    if tmodel.p > 1:
+        assert (outputs[0] - outputs[-1]).abs().max() > 1e-3, "the output does not move with omega"
+    return tmodel
+
+
+def names(tmodel: tunify.TunableModel) -> set[str]:
+    return {row.name.split(" (= ")[0] for row in tmodel.conversion_report()}
+
+
+TIMM = {
+    "resnet18": 64,
+    "convnext_atto": 64,
+    "efficientnet_b0": 64,
+    "vit_tiny_patch16_224": 224,
+    "swin_tiny_patch4_window7_224": 224,
+}
+
+
+@pytest.mark.parametrize("name", list(TIMM))
+def test_timm_models(name: str) -> None:
+    torch.manual_seed(0)
+    model = perturbed(timm.create_model(name, pretrained=False, num_classes=5))
+    x = torch.randn(2, 3, TIMM[name], TIMM[name])
+    tmodel = check_model(model, x, ps=(1, 2, 3, 4) if TIMM[name] == 64 else (2, 3))
+    expected = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
+    assert expected <= names(tmodel)
+
+
+def test_real_pretrained_cdncnn(shared) -> None:
+    model = models.cdncnn()
+    weights = shared / "pretrained/CDnCNN-B_color_blind/cdncnn_b_color_blind.pth"
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    x = torch.rand(2, 3, 24, 24)
+    tmodel = check_model(model.eval(), x)
+    assert names(tmodel) == {str(i) for i in range(0, 39, 2)}
+
+
+def test_multihead_attention_net() -> None:
+    torch.manual_seed(0)
+    tmodel = check_model(models.AttentionNet().eval(), torch.randn(10, 3, 6), batch_dim=0)
+    assert names(tmodel) == {"embed", "attn", "head"}
+
+
+def test_transformer_encoder_eval_fast_path_is_not_taken() -> None:
+    torch.manual_seed(0)
+    model = models.EncoderNet().eval()
+    tmodel = check_model(model, torch.randn(3, 5, 16), ps=(2,))
+    layer = tmodel.base_model.encoder.layers[0]
+    assert isinstance(layer.self_attn, tunify.layers.TunableMultiheadAttention)
+    assert {"encoder.layers.0.linear1", "encoder.layers.1.self_attn"} <= names(tmodel)
+    baked = tunify.bake(tmodel, torch.tensor([0.2, 0.8]))
+    assert baked.encoder.layers[0].activation_relu_or_gelu == 1  # the fused path is back once baked
+
+
+def test_functional_calls_on_own_parameters() -> None:
+    torch.manual_seed(0)
+    tmodel = check_model(models.FunctionalNet().eval(), torch.randn(3, 3, 8, 8))
+    assert names(tmodel) == {"<root>", "child"}
+
+
+def test_shared_module_converted_once_and_stays_shared() -> None:
+    torch.manual_seed(0)
+    tmodel = check_model(models.SharedNet().eval(), torch.randn(2, 3, 8, 8))
+    assert tmodel.base_model.block is tmodel.base_model.again
+    assert len(tmodel.conversion_report()) == 2
+
+
+def test_shape_dependent_control_flow_converts_completely() -> None:
+    torch.manual_seed(0)
+    model = models.ControlFlowNet().eval()
+    tmodel = check_model(model, torch.randn(2, 3, 7, 7))
+    assert names(tmodel) == {"stem", "body.conv", "body.out"}
+
+
+def test_conv_zoo() -> None:
+    torch.manual_seed(0)
+    tmodel = check_model(models.ConvZooNet().eval(), torch.randn(2, 3, 8, 8))
+    assert names(tmodel) == {"down", "grouped", "depthwise", "up", "line", "volume", "volume_up"}
