@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from tunify.data import ImageFolderEval, build_degradation
+from tunify.evaluate import omega_grid, psnr, sweep
+
+
+class MixModel(nn.Module):
+    """ω2 keeps the input, ω1 replaces it with a flat grey: PSNR and PSNR_η are known at the ends of the line."""
+
+    p = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+        self.calls.append(tuple(omega.shape))
+        w = omega if omega.ndim == 2 else omega.expand(x.shape[0], -1)  # [B, p]
+        return w[:, 1].view(-1, 1, 1, 1) * x + w[:, 0].view(-1, 1, 1, 1) * 0.5
+
+
+@pytest.fixture
+def tiny_set(tmp_path: Path) -> ImageFolderEval:
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (24, 28, 3), dtype=np.uint8)).save(tmp_path / f"t{i}.png")
+    return ImageFolderEval(tmp_path, build_degradation({"name": "noise", "sigma": 25}), seed=0)
+
+
+def test_omega_grids() -> None:
+    assert omega_grid(1).shape == (5, 1)
+    line = omega_grid(2)
+    assert line.shape == (5, 2) and torch.equal(line.sum(1), torch.ones(5, dtype=line.dtype))
+    assert line[1].tolist() == [0.25, 0.75]
+    assert omega_grid(2, mode="full").shape == (25, 2)
+    assert omega_grid(3).shape == (4, 3) and omega_grid(3)[-1].tolist() == pytest.approx([1 / 3] * 3)
+    with pytest.raises(ValueError, match="mode"):
+        omega_grid(2, mode="diagonal")
+
+
+def test_sweep_writes_the_four_outputs(tiny_set: ImageFolderEval, tmp_path: Path) -> None:
+    model = MixModel().train()
+    out = tmp_path / "report"
+    rows = sweep(model, tiny_set, out_dir=out, max_batch=3, strip_crop=16, progress=False)
+    for name in ("sweep.json", "sweep.md", "psnr_vs_omega.png", "tuning_strip.png"):
+        assert (out / name).stat().st_size > 0
+    saved = json.loads((out / "sweep.json").read_text())
+    assert saved == rows and len(rows) == 5
+    for row in rows:
+        assert {"omega", "dataset", "degradation", "psnr", "psnr_eta", "ssim"} <= set(row)
+        assert len(row["per_image"]["psnr"]) == 2 and row["per_image"]["name"] == ["t0", "t1"]
+        assert row["psnr"] == pytest.approx(np.mean(row["per_image"]["psnr"]))
+    assert rows[0]["degradation"] == "noise(sigma=25.0, clip=False)"
+    assert "| (0.25, 0.75) |" in (out / "sweep.md").read_text()
+    assert model.training and model.calls == [(3, 2), (2, 2)] * 2  # two batched forwards per image
+    assert Image.open(out / "tuning_strip.png").size[0] > 7 * 16  # input + 5 ω + clean
+
+
+def test_sweep_values_at_the_ends_and_shared_omega(tiny_set: ImageFolderEval) -> None:
+    rows = sweep(MixModel(), tiny_set, progress=False)
+    noisy = [psnr(it["input"], it["clean"]).item() for it in tiny_set]
+    keep, grey = rows[0], rows[-1]  # ω = (0, 1) returns the input, ω = (1, 0) flat grey
+    assert keep["per_image"]["psnr"] == pytest.approx(noisy)
+    assert keep["psnr_eta"] > keep["psnr"] + 10  # the target keeps 90% of the noise
+    assert grey["psnr_eta"] == grey["psnr"]
+    model = MixModel()
+    shared = sweep(model, tiny_set, per_sample=False, progress=False)
+    assert set(model.calls) == {(2,)}
+    for a, b in zip(rows, shared, strict=True):
+        assert a["psnr"] == pytest.approx(b["psnr"], abs=1e-9) and a["ssim"] == pytest.approx(
+            b["ssim"], abs=1e-9
+        )
+
+
+def test_forward_override_and_explicit_omegas(tiny_set: ImageFolderEval) -> None:
+    seen: list[torch.Tensor] = []
+
+    def forward(x: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+        seen.append(omega)
+        return x
+
+    rows = sweep(nn.Identity(), tiny_set, [[0.2, 0.8, 0.0]], forward=forward, progress=False)
+    assert len(rows) == 1 and rows[0]["omega"] == pytest.approx([0.2, 0.8, 0.0])
+    assert seen[0].shape == (1, 3)
+    with pytest.raises(ValueError, match="pass omegas or p"):
+        sweep(nn.Identity(), tiny_set, progress=False)
