@@ -91,5 +91,7 @@ def test_forward_override_and_explicit_omegas(tiny_set: ImageFolderEval) -> None
     rows = sweep(nn.Identity(), tiny_set, [[0.2, 0.8, 0.0]], forward=forward, progress=False)
     assert len(rows) == 1 and rows[0]["omega"] == pytest.approx([0.2, 0.8, 0.0])
     assert seen[0].shape == (1, 3)
+    with pytest.raises(ValueError, match="p = 2"):
+        sweep(MixModel(), tiny_set, [[0.2, 0.8, 0.0]], progress=False)
     with pytest.raises(ValueError, match="pass omegas or p"):
         sweep(nn.Identity(), tiny_set, progress=False)

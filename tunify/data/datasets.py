@@ -146,9 +146,14 @@ def make_patch_loader(
     seed: int | None = None,
     shuffle: bool = True,
     drop_last: bool = True,
-    **loader_kwargs: Any,
+    pin_memory: bool = False,
+    persistent_workers: bool = False,
 ) -> DataLoader:
-    """A DataLoader of dict batches; `seed` fixes the shuffling and the workers' RNGs (hence patches and noise)."""
+    """A DataLoader of dict batches, degraded in the workers.
+
+    `seed` fixes the shuffling and the workers' RNGs, hence patches and noise; with `num_workers=0` patches and
+    noise come from the global RNG instead, so call `torch.manual_seed` for a repeatable run.
+    """
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     return DataLoader(
         dataset,
@@ -158,7 +163,8 @@ def make_patch_loader(
         num_workers=num_workers,
         collate_fn=DegradeCollate(degradation),
         generator=generator,
-        **loader_kwargs,
+        pin_memory=pin_memory,
+        persistent_workers=persistent_workers and num_workers > 0,
     )
 
 

@@ -55,7 +55,10 @@ def omega_grid(p: int, values: Sequence[float] = DEFAULT_VALUES, *, mode: str = 
     return torch.cat([torch.eye(p, dtype=torch.float64), torch.full((1, p), 1.0 / p, dtype=torch.float64)])
 
 
-def _as_omegas(omegas: torch.Tensor | Sequence[Sequence[float]] | None, p: int | None, model: Any, grid: str):
+def _as_omegas(
+    omegas: torch.Tensor | Sequence[Sequence[float]] | None, p: int | None, model: Any, grid: str
+) -> torch.Tensor:
+    """The (N, p) float64 ω points, checked against `model.p` so a wrong grid fails before any forward."""
     if omegas is None:
         p = p if p is not None else getattr(model, "p", None)
         if p is None:
@@ -64,6 +67,9 @@ def _as_omegas(omegas: torch.Tensor | Sequence[Sequence[float]] | None, p: int |
     om = torch.as_tensor(omegas, dtype=torch.float64)
     if om.ndim != 2 or om.shape[0] == 0:
         raise ValueError(f"omegas must be a non-empty (N, p) list or tensor, got shape {tuple(om.shape)}")
+    model_p = getattr(model, "p", None)
+    if isinstance(model_p, int) and om.shape[1] != model_p:
+        raise ValueError(f"omegas have {om.shape[1]} entries but the model has p = {model_p}")
     return om
 
 
