@@ -130,6 +130,7 @@ def sweep(
             target is the clean image and PSNR_η equals PSNR.
         y_channel, crop_border: metric convention (Y channel and `crop_border=scale` for SR).
         lpips: also compute LPIPS when it is available offline; otherwise warn and skip it.
+        device: where inputs and ω go (the model must already be there); default the input's device.
         strip_index, strip_crop: which image, and the side of the center crop, shown in tuning_strip.png.
         dataset_name, degradation: labels for the rows; default the dataset's `name`/`degradation_label`.
 
@@ -147,9 +148,17 @@ def sweep(
         model.eval()
     try:
         cfg = _Settings(
-            per_sample, max_batch, target_fn, y_channel, crop_border, lpips_metric, device, strip_index,
-            strip_crop, progress,
-        )  # fmt: skip
+            per_sample=per_sample,
+            max_batch=max_batch,
+            target_fn=target_fn,
+            y_channel=y_channel,
+            crop_border=crop_border,
+            lpips_metric=lpips_metric,
+            device=device,
+            strip_index=strip_index,
+            strip_crop=strip_crop,
+            progress=progress,
+        )
         metrics, names, strip = _run(run, dataset, om, cfg)
     finally:
         if was_training:
