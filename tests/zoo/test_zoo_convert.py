@@ -37,7 +37,9 @@ def test_converted_fixture_reproduces_output_for_any_omega(path: Path, bias_tabl
     options = {"relative_position_bias": True} if bias_tables else {}
     layers = _convertible(model)
     names = [n for n, _ in model.named_parameters()]
+    spec = zoo.describe(model)
     tmodel = tunify.convert(model, p=P, **zoo.default_tunable_targets(model, **options))
+    assert zoo.describe(tmodel) == spec  # the Hub rebuilds the base network from this
     x, expected = fixture_io(path)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():

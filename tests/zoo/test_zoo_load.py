@@ -187,3 +187,18 @@ def test_not_a_state_dict(tmp_path: Path) -> None:
         zoo.load(path)
     with pytest.raises(zoo.CheckpointError, match=r"prefix 'nope\.'"):
         zoo.load({"a": torch.zeros(1)}, prefix="nope.")
+
+
+def test_load_with_explicit_spec_skips_detection(tmp_path: Path) -> None:
+    net = zoo.create("timm:test_resnet", num_classes=3)
+    path = tmp_path / "resnet.safetensors"
+    save_file(net.state_dict(), str(path))
+    spec = zoo.describe(net)
+    loaded = zoo.load(path, spec=spec)
+    assert not loaded.training and zoo.describe(loaded) == spec
+    x = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(_out(loaded, x), _out(net.eval(), x))
+    with pytest.raises(zoo.UnknownArchitectureError):
+        zoo.load(path)
+    with pytest.raises(zoo.CheckpointError, match=r"resnet\.safetensors.*timm:test_resnet"):
+        zoo.load(path, spec={"architecture": "timm:test_resnet", "kwargs": {"num_classes": 4}})

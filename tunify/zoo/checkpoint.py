@@ -23,6 +23,7 @@ from .errors import (
     UnknownArchitectureError,
     UnsafeCheckpointError,
 )
+from .spec import ArchSpec, build
 
 #: Wrapper keys of training frameworks, in order of preference: KAIR/BasicSR (SwinIR, NAFNet) save
 #: `params` and `params_ema`; their test scripts use the EMA weights when present, and so do we.
@@ -208,6 +209,7 @@ def load(
     strict: bool = True,
     prefix: str | None = None,
     device: str | torch.device | None = None,
+    spec: dict[str, Any] | ArchSpec | None = None,
 ) -> nn.Module:
     """The plain network of an official checkpoint, in eval mode, with its architecture detected by spandrel.
 
@@ -215,10 +217,14 @@ def load(
     in-memory state dict. `prefix` selects and strips a key prefix (fixtures keep weights under `model.`).
     With `strict=False`, entries the detected network does not have are ignored; keys it needs must exist,
     since spandrel infers the hyper-parameters from them. `describe(model)` gives the detected spec.
+    With `spec` (e.g. `{"architecture": "timm:resnet18", "kwargs": {}}`) detection is skipped: the network
+    is built from the spec and the weights loaded into it, with `strict` as in `load_state_dict`.
     """
     source = path_or_state_dict if isinstance(path_or_state_dict, (str, os.PathLike)) else None
     where = _where(source)
     sd = read_state_dict(path_or_state_dict, prefix=prefix, strict=strict)
+    if spec is not None:
+        return _load_into_spec(sd, spec, strict, where, device)
     try:
         descriptor = _spandrel_load(sd, where)
     except RuntimeError as e:
@@ -233,6 +239,24 @@ def load(
                 f"{where}: the weights do not fit the detected architecture: {e2}"
             ) from None
     model: nn.Module = descriptor.model
+    if device is not None:
+        model.to(device)
+    return model.eval()
+
+
+def _load_into_spec(
+    sd: dict[str, torch.Tensor],
+    spec: dict[str, Any] | ArchSpec,
+    strict: bool,
+    where: str,
+    device: str | torch.device | None,
+) -> nn.Module:
+    model = build(spec)
+    try:
+        model.load_state_dict(sd, strict=strict)
+    except RuntimeError as e:
+        arch = ArchSpec.from_dict(spec).architecture
+        raise CheckpointError(f"{where}: the weights do not fit the given {arch} spec: {e}") from None
     if device is not None:
         model.to(device)
     return model.eval()
