@@ -1,0 +1,153 @@
+"""ω under checkpointing, compile, DDP, inference mode, threads; gradients; objectives separate."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+import tunify
+from tests.conftest import spread_copies
+
+
+class CheckpointedNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.block = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        if self.training:
+            return checkpoint(self.block, h, use_reentrant=False)
+        return self.block(h)
+
+
+def tunable_net(p: int = 2) -> tunify.TunableModel:
+    torch.manual_seed(0)
+    return spread_copies(tunify.convert(CheckpointedNet(), p), scale=0.5)
+
+
+def grads(tmodel: tunify.TunableModel, x: torch.Tensor, omega: torch.Tensor) -> dict[str, torch.Tensor]:
+    tmodel.zero_grad()
+    tmodel(x, omega=omega).square().mean().backward()
+    return {n: p.grad.clone() for n, p in tmodel.named_parameters()}
+
+
+def test_gradient_checkpointing_matches_and_reaches_every_copy() -> None:
+    tmodel = tunable_net()
+    x, omega = torch.randn(3, 3, 8, 8), torch.rand(3, 2)
+    with_checkpoint = grads(tmodel.train(), x, omega)
+    without = grads(tmodel.eval(), x, omega)
+    assert with_checkpoint.keys() == without.keys()
+    for name, grad in with_checkpoint.items():
+        torch.testing.assert_close(grad, without[name], atol=1e-6, rtol=1e-5)
+        assert grad.abs().sum() > 0, f"no gradient reached {name}"
+    assert any(".weight.1" in n for n in with_checkpoint) and any("phi" in n for n in with_checkpoint)
+
+
+def test_omega_can_be_optimised() -> None:
+    tmodel = tunable_net()
+    omega = torch.tensor([0.5, 0.5], requires_grad=True)
+    tmodel(torch.randn(2, 3, 8, 8), omega=omega).mean().backward()
+    assert omega.grad is not None and omega.grad.abs().sum() > 0
+
+
+def test_inference_mode() -> None:
+    tmodel = tunable_net().eval()
+    x, omega = torch.randn(2, 3, 8, 8), torch.rand(2, 2)
+    with torch.inference_mode():
+        out = tmodel(x, omega=omega)
+    torch.testing.assert_close(out, tmodel(x, omega=omega).detach())
+
+
+@pytest.mark.slow
+def test_torch_compile() -> None:
+    tmodel = tunable_net().eval()
+    compiled = torch.compile(tmodel)
+    x = torch.randn(2, 3, 8, 8)
+    for omega in (torch.tensor([0.2, 0.8]), torch.tensor([0.9, 0.1]), torch.rand(2, 2)):
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x, omega=omega), tmodel(x, omega=omega), atol=1e-5, rtol=1e-5)
+
+
+def test_threads_do_not_see_each_others_omega() -> None:
+    tmodel = tunable_net().eval()
+    x = torch.randn(1, 3, 8, 8)
+    omegas = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])]
+    expected = [tmodel(x, omega=o).detach() for o in omegas]
+    errors: list[float] = []
+
+    def work(i: int) -> None:
+        for _ in range(20):
+            with torch.no_grad():
+                errors.append((tmodel(x, omega=omegas[i]) - expected[i]).abs().max().item())
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert max(errors) < 1e-6
+    with pytest.raises(tunify.MissingOmegaError):
+        tmodel.base_model(x)  # nothing is left behind after a call
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_distributed_data_parallel() -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        tmodel = tunable_net()
+        x, omega = torch.randn(3, 3, 8, 8), torch.rand(3, 2)
+        reference = grads(tmodel, x, omega)
+        ddp = nn.parallel.DistributedDataParallel(tmodel)
+        ddp.zero_grad()
+        ddp(x, omega=omega).square().mean().backward()
+        for name, param in ddp.module.named_parameters():
+            torch.testing.assert_close(param.grad, reference[name], atol=1e-6, rtol=1e-5)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_objectives_separate_into_the_kernels() -> None:
+    """Two targets mixed by ω: at ω = (1, 0) the output approaches target 1, at (0, 1) target 2."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 3, 3, padding=1))
+    tmodel = tunify.convert(net, 2)
+    optimiser = torch.optim.Adam(tmodel.parameters(), lr=3e-3)
+    x = torch.rand(16, 3, 12, 12)
+    targets = (x, 1.0 - x)  # two incompatible objectives
+
+    def errors() -> list[float]:
+        with torch.no_grad():
+            return [
+                (tmodel(x, omega=torch.tensor(corner)) - target).abs().mean().item()
+                for corner, target in zip(([1.0, 0.0], [0.0, 1.0]), targets, strict=True)
+            ]
+
+    before = errors()
+    for _ in range(300):
+        omega = torch.rand(16, 2)
+        out = tmodel(x, omega=omega)
+        per_sample = [(out - t).abs().mean(dim=(1, 2, 3)) for t in targets]
+        loss = (omega[:, 0] * per_sample[0] + omega[:, 1] * per_sample[1]).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    after = errors()
+    assert after[0] < 0.5 * before[0] and after[1] < 0.5 * before[1]
+    with torch.no_grad():  # each corner is closer to its own target than to the other one
+        first = tmodel(x, omega=torch.tensor([1.0, 0.0]))
+        assert (first - targets[0]).abs().mean() < 0.5 * (first - targets[1]).abs().mean()
