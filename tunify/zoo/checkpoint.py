@@ -121,10 +121,8 @@ def _read_torch(path: Path) -> Any:
             problem = "truncated file (unexpected end of data)"
         else:
             problem = "corrupt or unreadable PyTorch checkpoint"
-        first_line = msg.strip().splitlines()[-1] if msg.strip() else type(e).__name__
-        raise CheckpointError(
-            f"checkpoint {str(path)!r}: {problem} ({type(e).__name__}: {first_line})"
-        ) from None
+        detail = msg.strip().splitlines()[-1] if msg.strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {str(path)!r}: {problem} ({type(e).__name__}: {detail})") from None
 
 
 def unwrap_state_dict(
