@@ -3,6 +3,9 @@
 After "Tunable Convolutions with Parametric Multi-Loss Optimization" (Maggioni et al., CVPR 2023).
 """
 
+import importlib
+from typing import Any
+
 from ._version import __version__
 from .convert import (
     CheckpointError,
@@ -33,3 +36,12 @@ __all__ = [
     "save",
     "use_omega",
 ]
+
+_SUBPACKAGES = {"data", "evaluate", "hub", "objectives", "recipes", "train", "zoo"}
+
+
+def __getattr__(name: str) -> Any:
+    """Subpackages load on first use (``tunify.zoo`` imports spandrel, ``tunify.evaluate`` matplotlib)."""
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'tunify' has no attribute {name!r}")
