@@ -1,0 +1,94 @@
+"""Deep Network Interpolation (Wang et al., CVPR 2019) as a tunable network.
+
+DNI blends the weights of p networks of one architecture, fine-tuned from a common parent one objective at a
+time: θ(ω) = Σ_i ω_i θ_i. That is exactly a tunable network whose i-th kernel copies are network i's weights
+and whose φ is the identity (α = ω), so DNI gets everything a converted network has: ``model(x, omega=...)``
+with shared or per-sample ω, :func:`tunify.bake`, save/load and the evaluation sweeps. The only difference
+from the paper's tunable convolutions is the training protocol (one objective per copy, never jointly).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from tunify.convert import TunableModel, convert
+from tunify.layers import TensorBank, TunableTensor
+from tunify.layers.base import OmegaReader
+
+
+def _copy_keys(tmodel: TunableModel) -> dict[str, int]:
+    """State-dict key of every kernel copy -> the index i of the copy."""
+    keys: dict[str, int] = {}
+    for name, module in tmodel.named_modules():
+        if isinstance(module, TensorBank):
+            keys.update({f"{name}.{i}": i for i in range(tmodel.p)})
+        elif isinstance(module, parametrize.ParametrizationList) and any(
+            isinstance(t, TunableTensor) for t in module
+        ):
+            keys.update({f"{name}.original{i}": i for i in range(tmodel.p)})
+    return keys
+
+
+def dni(models: Sequence[nn.Module], **convert_kwargs: Any) -> TunableModel:
+    """A tunable network that computes DNI: at ω it runs the network with weights Σ_i ω_i θ_i.
+
+    Args:
+        models: p >= 2 networks of one architecture (same state-dict keys and shapes), e.g. copies of a
+            pretrained network fine-tuned on one objective each. They are not modified.
+        convert_kwargs: options of :func:`tunify.convert` choosing which tensors are interpolated (default:
+            every supported layer). Tensors left out must be identical in all networks.
+
+    Returns:
+        A :class:`~tunify.TunableModel` with p = len(models) and φ the identity, so ``bake(model, e_i)``
+        equals network i and ``bake(model, (0.5, 0.5))`` the network with averaged weights.
+
+    Raises:
+        ValueError: fewer than two networks, different architectures, or tensors that differ between the
+            networks but are not converted (widen ``include``/``parameters``).
+
+    Example:
+        >>> interp = tunify.strategies.dni([net_fidelity, net_noise])
+        >>> y = interp(x, omega=torch.tensor([0.75, 0.25]))
+    """
+    if len(models) < 2:
+        raise ValueError(f"dni needs at least two networks to interpolate, got {len(models)}")
+    p = len(models)
+    states = [m.state_dict() for m in models]
+    for i, state in enumerate(states[1:], start=1):
+        shapes0 = {k: tuple(v.shape) for k, v in states[0].items()}
+        shapes = {k: tuple(v.shape) for k, v in state.items()}
+        if shapes != shapes0:
+            differ = sorted(set(shapes0.items()) ^ set(shapes.items()))[:5]
+            raise ValueError(f"dni: network {i} differs in architecture from network 0 (e.g. {differ})")
+    converted = [convert(copy.deepcopy(m), p, **convert_kwargs) for m in models]
+    tmodel = converted[0]
+    copies = _copy_keys(tmodel)
+    sources = [c.state_dict() for c in converted]
+    merged: dict[str, Tensor] = {}
+    not_tunable = []
+    for key, value in tmodel.state_dict().items():
+        if key in copies:
+            merged[key] = sources[copies[key]][key]
+        else:
+            if any(not torch.equal(value, s[key]) for s in sources[1:]):
+                not_tunable.append(key)
+            merged[key] = value
+    if not_tunable:
+        raise ValueError(
+            f"dni: {len(not_tunable)} tensors differ between the networks but are not converted, e.g. "
+            f"{not_tunable[:5]}; include them in the conversion (include=/parameters=)"
+        )
+    tmodel.load_state_dict(merged)
+    with torch.no_grad():
+        for module in tmodel.modules():
+            if isinstance(module, OmegaReader):
+                module.phi.weight.copy_(torch.eye(p))
+                module.phi.bias.zero_()
+    tmodel.info["strategy"] = "dni"
+    return tmodel
