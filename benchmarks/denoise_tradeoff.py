@@ -1,0 +1,391 @@
+"""Fidelity vs noise preservation from the real pretrained CDnCNN-B: tunify against DNI (paper Table 1).
+
+    python benchmarks/denoise_tradeoff.py                  # CPU-scale defaults (see README)
+    python benchmarks/denoise_tradeoff.py --steps 20000 --batch 16 --patch 64 --eval-crop 0 --images 0 --device cuda
+
+From the same start (CDnCNN-B) and with the same budget it fine-tunes on CBSD432 (σ ~ U[5, 30]):
+(a) tunify: p = 2, L = ω1·L_rec + ω2·L_np, ω drawn per sample; (b) two fixed networks, one per objective
+(ω = (1, 0) and ω = (0, 1)); (c) DNI: the two fixed networks interpolated in weight space
+(:func:`tunify.strategies.dni`). It evaluates all of them on Kodak24 and CBSD68 at σ ∈ {5, 15, 30} and
+ω1 ∈ {0, .25, .5, .75, 1}, ω2 = 1 − ω1: PSNR to the clean image and PSNR_η to y_η = y + ω2·0.9·(z − y).
+With ``--noise-blur-steps`` it also trains tunify on joint noise + blur (paper Table 3 setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Subset
+
+import tunify
+from tunify.data import GaussianNoise, ImageFolderEval, ImageFolderPatches, make_patch_loader
+from tunify.data.degradations.chain import blur_noise
+from tunify.evaluate import noise_preservation_target, sweep, tuning_strip
+from tunify.objectives import (
+    FunctionSampler,
+    ParametricMultiLoss,
+    UnsharpMask,
+    build_sampler,
+    unsharp_mask_target,
+)
+from tunify.objectives import noise_preservation_target as kept_noise
+from tunify.strategies import dni
+from tunify.train import TrainConfig, Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+WEIGHTS = SHARED / "pretrained" / "CDnCNN-B_color_blind" / "cdncnn_b_color_blind.pth"
+OMEGA1 = (0.0, 0.25, 0.5, 0.75, 1.0)
+DATASETS = ("Kodak24", "CBSD68")
+PAPER = {  # Table 1 of Maggioni et al. (CVPR 2023), from ../shared/notes/baselines.md
+    "tunify": {
+        "Kodak24": {
+            "psnr": [26.74, 27.09, 28.46, 35.07, 35.54],
+            "psnr_eta": [51.97, 39.04, 35.56, 36.19, 35.54],
+        },
+        "CBSD68": {
+            "psnr": [26.78, 27.12, 28.12, 34.10, 34.53],
+            "psnr_eta": [51.36, 38.92, 34.98, 35.55, 34.53],
+        },
+    },
+    "dni": {
+        "Kodak24": {
+            "psnr": [26.74, 20.69, 18.95, 20.92, 35.56],
+            "psnr_eta": [52.21, 21.74, 19.12, 21.00, 35.32],
+        },
+        "CBSD68": {
+            "psnr": [26.78, 20.18, 18.36, 20.18, 34.55],
+            "psnr_eta": [51.55, 21.16, 18.53, 20.27, 34.41],
+        },
+    },
+}
+
+
+class Denoiser(nn.Module):
+    """CDnCNN-B: 20 3×3 convs that predict the noise; the clean estimate is input − body(input)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(inplace=True)]
+        for _ in range(18):
+            layers += [nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(inplace=True)]
+        layers.append(nn.Conv2d(64, 3, 3, padding=1))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x - self.body(x)
+
+
+def pretrained() -> Denoiser:
+    net = Denoiser()
+    net.body.load_state_dict(torch.load(WEIGHTS, weights_only=True))
+    return net
+
+
+class FixedOmega(nn.Module):
+    """A plain network behind the ``model(x, omega=...)`` protocol (ω ignored), to train and sweep it alike."""
+
+    def __init__(self, net: nn.Module, p: int = 2) -> None:
+        super().__init__()
+        self.net, self.p = net, p
+
+    def forward(self, x: Tensor, omega: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def constant_sampler(omega: Sequence[float]) -> FunctionSampler:
+    row = torch.tensor(omega, dtype=torch.float32)
+    return FunctionSampler(len(omega), fn=lambda b, generator, device: row.expand(b, -1).clone())
+
+
+def make_sampler(args: argparse.Namespace) -> Any:
+    kwargs = json.loads(args.sampler_kwargs)
+    sampler = build_sampler(args.sampler, p=2, **kwargs)
+    return build_sampler("per_batch", p=2, base=sampler) if args.per_batch else sampler
+
+
+def train(
+    model: nn.Module, sampler: Any, loss_fn: nn.Module, degradation: Any, args: argparse.Namespace, label: str
+) -> nn.Module:
+    """Fine-tune ``model`` with tunify's Trainer; returns it holding its inference (EMA if any) weights."""
+    config = TrainConfig(
+        total_steps=args.steps if label != "noise_blur" else args.noise_blur_steps,
+        batch_size=args.batch,
+        lr=args.lr,
+        phi_lr_mult=args.phi_lr_mult,
+        schedule=args.schedule,
+        warmup_steps=args.warmup,
+        ema_decay=args.ema,
+        seed=args.seed,
+        device=args.device,
+        progress=False,
+        checkpoint_every=10**9,
+        log_every=max(1, args.steps // 10),
+    )
+    data = ImageFolderPatches(SHARED / "datasets" / "train" / "CBSD432", args.patch, cache=True)
+    loader = make_patch_loader(data, degradation, batch_size=args.batch)
+    start = time.time()
+    with tempfile.TemporaryDirectory() as out_dir:
+        trainer = Trainer(model, loss_fn, sampler, loader, config, out_dir)
+        trainer.fit()
+        model.load_state_dict(trainer.inference_weights())
+        log = [json.loads(line) for line in (Path(out_dir) / "log.jsonl").read_text().splitlines()]
+    losses = [round(r["loss"], 5) for r in log if "loss" in r]
+    print(f"[{label}] {config.total_steps} steps in {time.time() - start:.0f}s, loss {losses}", flush=True)
+    return model.eval()
+
+
+def eval_sets(args: argparse.Namespace, degradation: Any, images: int) -> dict[str, Any]:
+    crop = args.eval_crop or None
+    sets = {}
+    for name in DATASETS:
+        ds = ImageFolderEval(SHARED / "datasets" / name, degradation, seed=args.seed, crop=crop, cache=True)
+        sets[name] = Subset(ds, range(min(images, len(ds)))) if images else ds
+    return sets
+
+
+def evaluate(
+    model: nn.Module,
+    omegas: Tensor,
+    args: argparse.Namespace,
+    sigmas: Sequence[float],
+    target_fn: Callable[..., Tensor] | None = noise_preservation_target,
+    degradations: dict[str, Any] | None = None,
+    images: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Mean PSNR / PSNR_η per ω over images, then over the degradation levels, per dataset."""
+    degradations = degradations or {f"sigma={s:g}": GaussianNoise(sigma=s) for s in sigmas}
+    result: dict[str, dict[str, Any]] = {name: {"per_level": {}} for name in DATASETS}
+    with torch.no_grad():
+        for level, degradation in degradations.items():
+            for name, ds in eval_sets(args, degradation, args.images if images is None else images).items():
+                rows = sweep(
+                    model, ds, omegas, max_batch=5, target_fn=target_fn, progress=False, dataset_name=name
+                )
+                result[name]["per_level"][level] = {
+                    "psnr": [r["psnr"] for r in rows],
+                    "psnr_eta": [r["psnr_eta"] for r in rows],
+                    "n_images": rows[0]["n_images"],
+                }
+    for name in DATASETS:
+        levels = list(result[name]["per_level"].values())
+        for key in ("psnr", "psnr_eta"):
+            result[name][key] = [
+                round(sum(v) / len(v), 3) for v in zip(*(lv[key] for lv in levels), strict=True)
+            ]
+    return result
+
+
+def line(values: Sequence[float]) -> Tensor:
+    return torch.tensor([[w, 1.0 - w] for w in values])
+
+
+def strip_panels(models: dict[str, tuple[nn.Module, Tensor]], args: argparse.Namespace) -> list:
+    """Noisy crop, the outputs at each ω, clean crop: same Kodak crop and noise for every method."""
+    item = ImageFolderEval(
+        SHARED / "datasets" / "Kodak24", GaussianNoise(sigma=30), seed=args.seed, crop=128
+    )[args.strip_image]
+    x, clean = item["input"], item["clean"]
+    panels = [(x.clamp(0, 1), "noisy σ=30")]
+    with torch.no_grad():
+        for label, (model, omegas) in models.items():
+            for omega in omegas:
+                y = model(x[None], omega=omega)[0]
+                panels.append((y, f"{label}\nω=({omega[0]:.2f}, {omega[1]:.2f})"))
+    return [*panels, (clean, "clean")]
+
+
+def run_tradeoff(args: argparse.Namespace) -> dict[str, Any]:
+    loss_fn = ParametricMultiLoss(["reconstruction", "noise_preservation"])
+    noise = GaussianNoise(sigma=tuple(args.train_sigma))
+    methods: dict[str, Any] = {}
+    strips: dict[str, dict[str, tuple[nn.Module, Tensor]]] = {}
+    omegas = line(OMEGA1)
+    ref = evaluate(FixedOmega(pretrained()), omegas[-1:], args, args.sigmas)
+    reference = {n: {"psnr": ref[n]["psnr"][0], "psnr_eta": ref[n]["psnr_eta"][0]} for n in DATASETS}
+    print(f"[pretrained] {json.dumps(reference)}", flush=True)
+    if "tunify" in args.methods:
+        tmodel = tunify.convert(pretrained(), p=2)
+        tmodel = train(tmodel, make_sampler(args), loss_fn, noise, args, "tunify")
+        methods["tunify"] = evaluate(tmodel, omegas, args, args.sigmas)
+        strips["tunify"] = {"tunify": (tmodel, omegas)}
+        print(f"[tunify] {json.dumps({n: methods['tunify'][n]['psnr'] for n in DATASETS})}", flush=True)
+    if "fixed" in args.methods or "dni" in args.methods:
+        fixed = {}
+        for end, omega in (("fidelity", (1.0, 0.0)), ("noise", (0.0, 1.0))):
+            if end == "noise" and "dni" not in args.methods and not args.fixed_noise:
+                continue
+            net = train(
+                FixedOmega(pretrained()), constant_sampler(omega), loss_fn, noise, args, f"fixed-{end}"
+            )
+            fixed[end] = (net, torch.tensor([omega]))
+        fid = evaluate(fixed["fidelity"][0], fixed["fidelity"][1], args, args.sigmas)
+        nse = evaluate(fixed["noise"][0], fixed["noise"][1], args, args.sigmas) if "noise" in fixed else None
+        methods["fixed"] = {
+            n: {
+                key: [nse[n][key][0] if nse else None, None, None, None, fid[n][key][0]]
+                for key in ("psnr", "psnr_eta")
+            }
+            for n in DATASETS
+        }
+        strips["fixed"] = {f"fixed {e}": fixed[e] for e in fixed}
+        if "dni" in args.methods:
+            interp = dni([fixed["fidelity"][0].net, fixed["noise"][0].net]).eval()
+            methods["dni"] = evaluate(interp, omegas, args, args.sigmas)
+            strips["dni"] = {"dni": (interp, omegas)}
+    return {"methods": methods, "reference": {"pretrained": reference}, "strips": strips}
+
+
+def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
+    """Tunify on joint noise + blur: ω1 = noise kept (0: remove all), ω2 = sharpening beyond the clean image."""
+    loss_fn = ParametricMultiLoss(
+        [UnsharpMask(omega_index=1, noise_omega_index=0)], num_params=2, weight_by=[None]
+    )
+    degradation = blur_noise(rho=(0.0, 4.0), sigma=tuple(args.train_sigma))
+    model = train(
+        tunify.convert(pretrained(), p=2),
+        build_sampler("uniform", p=2),
+        loss_fn,
+        degradation,
+        args,
+        "noise_blur",
+    )
+
+    def target(clean: Tensor, degraded: Tensor, omega: Tensor) -> Tensor:
+        kept = kept_noise(clean, degraded, omega[:, 0], 0.9)
+        return unsharp_mask_target(kept, omega[:, 1])
+
+    omegas = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.5, 0.5]])
+    levels = {
+        f"rho={r:g},sigma={s:g}": blur_noise(rho=r, sigma=s)
+        for r in args.noise_blur_rhos
+        for s in args.sigmas
+    }
+    n = args.noise_blur_images
+    grid = evaluate(model, omegas, args, args.sigmas, target_fn=target, degradations=levels, images=n)
+    pre = evaluate(
+        FixedOmega(pretrained()), omegas[:1], args, args.sigmas, target_fn=None, degradations=levels
+    )
+    return {
+        "omegas": omegas.tolist(),
+        "tunify": grid,
+        "pretrained_at_00": {n: pre[n]["psnr"][0] for n in DATASETS},
+    }
+
+
+def fmt(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    head = "| Metric | Method | " + " | ".join(f"Kodak {w:.2f}" for w in OMEGA1) + " | "
+    head += " | ".join(f"CBSD68 {w:.2f}" for w in OMEGA1) + " |"
+    lines = [head, "|---|---|" + "---:|" * 10]
+    for key, title in (("psnr", "PSNR"), ("psnr_eta", "PSNR_η")):
+        for method, res in results["methods"].items():
+            cells = [fmt(v) for n in DATASETS for v in res[n][key]]
+            lines.append(f"| {title} | {method} (ours) | " + " | ".join(cells) + " |")
+        for method, res in PAPER.items():
+            cells = [fmt(v) for n in DATASETS for v in res[n][key]]
+            lines.append(f"| {title} | {method} (paper) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def noise_blur_markdown(nb: dict[str, Any]) -> str:
+    cols = [f"({o[0]:g}, {o[1]:g})" for o in nb["omegas"]]
+    lines = ["| Metric | Dataset | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
+    for key, title in (("psnr", "PSNR"), ("psnr_eta", "PSNR to own target")):
+        for n in DATASETS:
+            lines.append(f"| {title} | {n} | " + " | ".join(fmt(v) for v in nb["tunify"][n][key]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """PSNR and PSNR_η against ω1, one line per method, one row per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
+    for row, name in enumerate(DATASETS):
+        for col, (key, title) in enumerate((("psnr", "PSNR"), ("psnr_eta", "PSNR_η"))):
+            ax = axes[row][col]
+            for method, res in results["methods"].items():
+                pts = [(w, v) for w, v in zip(OMEGA1, res[name][key], strict=True) if v is not None]
+                ax.plot(*zip(*pts, strict=True), "o-" if method != "fixed" else "s", label=method)
+            ax.set(xlabel="ω1 (ω2 = 1 − ω1)", ylabel=f"{title} (dB)", title=f"{name}: {title}")
+            ax.grid(alpha=0.3)
+            ax.legend()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=400, help="optimiser steps per trained network")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--patch", type=int, default=40, help="training patch side")
+    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--phi-lr-mult", type=float, default=TrainConfig.phi_lr_mult)
+    p.add_argument("--schedule", default=TrainConfig.schedule)
+    p.add_argument("--warmup", type=int, default=TrainConfig.warmup_steps, help="linear LR warm-up steps")
+    p.add_argument("--ema", type=float, default=TrainConfig.ema_decay, help="EMA decay (default: none)")
+    p.add_argument(
+        "--sampler", default="uniform", help="tunify's ω sampler (tunify.objectives.sampler_names)"
+    )
+    p.add_argument("--sampler-kwargs", default="{}", help="JSON kwargs of the sampler")
+    p.add_argument("--per-batch", action="store_true", help="one ω per batch instead of per sample")
+    p.add_argument("--train-sigma", type=float, nargs=2, default=(5.0, 30.0))
+    p.add_argument("--sigmas", type=float, nargs="+", default=[5.0, 15.0, 30.0], help="evaluation σ")
+    p.add_argument("--eval-crop", type=int, default=128, help="center crop side for evaluation (0: full)")
+    p.add_argument("--images", type=int, default=0, help="first N images per dataset (0: all)")
+    p.add_argument("--methods", nargs="+", default=["tunify", "dni", "fixed"])
+    p.add_argument("--fixed-noise", action="store_true", help="train the noise network even without dni")
+    p.add_argument("--noise-blur-steps", type=int, default=200, help="steps of the noise+blur run (0: skip)")
+    p.add_argument("--noise-blur-rhos", type=float, nargs="+", default=[0.0, 2.0, 4.0])
+    p.add_argument("--noise-blur-images", type=int, default=8, help="first N images per dataset (0: all)")
+    p.add_argument("--strip-image", type=int, default=22, help="Kodak index of the tuning-strip crop")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="output folder")
+    p.add_argument("--name", default="denoise_tradeoff", help="stem of the output files")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    results = run_tradeoff(args)
+    strips = results.pop("strips")
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    out: dict[str, Any] = {"config": config, **results}
+    if args.noise_blur_steps:
+        out["noise_blur"] = run_noise_blur(args)
+    out["seconds"] = round(time.time() - start)
+    stem = args.out / args.name
+    stem.with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
+    md = markdown(out) + ("\n" + noise_blur_markdown(out["noise_blur"]) if "noise_blur" in out else "")
+    stem.with_suffix(".md").write_text(md)
+    plot(out, stem.with_name(f"{args.name}_psnr.png"))
+    for method, models in strips.items():
+        tuning_strip(
+            strip_panels(models, args), stem.with_name(f"{args.name}_strip_{method}.png"), max_cols=7
+        )
+    print(md, flush=True)
+    print(f"done in {out['seconds']}s -> {stem}.json", flush=True)
+
+
+if __name__ == "__main__":
+    main()
