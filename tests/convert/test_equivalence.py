@@ -23,7 +23,8 @@ def perturbed(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def check_model(model: nn.Module, x: torch.Tensor, ps=(1, 2, 3, 4), atol: float = 1e-5, **convert_kw):
-    """Equivalence for shared and per-sample ω at each p; the output moves with ω once copies differ."""
+    """Equivalence for shared and per-sample ω at each p; once the copies differ (at the last p), the output
+    moves with ω, per-sample ω equals each sample alone, and bake equals the tunable model."""
     with torch.no_grad():
         reference = model(x)
     b = x.shape[convert_kw.get("batch_dim", 0)]
@@ -37,30 +38,44 @@ def check_model(model: nn.Module, x: torch.Tensor, ps=(1, 2, 3, 4), atol: float 
     corners = torch.eye(tmodel.p)
     with torch.no_grad():
         outputs = [tmodel(x, omega=c) for c in corners]
-    if tmodel.p > 1:
         assert (outputs[0] - outputs[-1]).abs().max() > 1e-3, "the output does not move with omega"
+        check_per_sample_and_bake(model, tmodel, x, omega, convert_kw.get("batch_dim", 0), atol)
     return tmodel
+
+
+def check_per_sample_and_bake(original, tmodel, x, omega, batch_dim: int, atol: float) -> None:
+    """Each sample with its own ω = that sample alone; bake at a ω = the tunable model there."""
+    together = tmodel(x, omega=omega)
+    for i in range(x.shape[batch_dim]):
+        sample = x.narrow(batch_dim, i, 1)
+        alone = tmodel(sample, omega=omega[i])
+        torch.testing.assert_close(together.narrow(batch_dim, i, 1), alone, atol=10 * atol, rtol=1e-4)
+    baked = tunify.bake(tmodel, omega[0])
+    torch.testing.assert_close(baked(x), tmodel(x, omega=omega[0]), atol=atol, rtol=1e-4)
+    assert [type(m) for m in baked.modules()] == [type(m) for m in original.modules()]
+    assert list(baked.state_dict()) == list(original.state_dict())
+    assert sum(p.numel() for p in baked.parameters()) == sum(p.numel() for p in original.parameters())
 
 
 def names(tmodel: tunify.TunableModel) -> set[str]:
     return {row.name.split(" (= ")[0] for row in tmodel.conversion_report()}
 
 
-TIMM = {
-    "resnet18": 64,
-    "convnext_atto": 64,
-    "efficientnet_b0": 64,
-    "vit_tiny_patch16_224": 224,
-    "swin_tiny_patch4_window7_224": 224,
+TIMM = {  # name -> (input size, overrides that shrink the input so the test stays fast on a CPU)
+    "resnet18": (64, {}),
+    "convnext_atto": (64, {}),
+    "efficientnet_b0": (64, {}),
+    "vit_tiny_patch16_224": (64, {"img_size": 64}),
+    "swin_tiny_patch4_window7_224": (128, {"img_size": 128, "window_size": 4}),
 }
 
 
 @pytest.mark.parametrize("name", list(TIMM))
 def test_timm_models(name: str) -> None:
     torch.manual_seed(0)
-    model = perturbed(timm.create_model(name, pretrained=False, num_classes=5))
-    x = torch.randn(2, 3, TIMM[name], TIMM[name])
-    tmodel = check_model(model, x, ps=(1, 2, 3, 4) if TIMM[name] == 64 else (2, 3))
+    size, overrides = TIMM[name]
+    model = perturbed(timm.create_model(name, pretrained=False, num_classes=5, **overrides))
+    tmodel = check_model(model, torch.randn(2, 3, size, size))
     expected = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
     assert expected <= names(tmodel)
 

@@ -277,15 +277,24 @@ def bake(tmodel: TunableModel, omega: Tensor) -> nn.Module:
                 if id(child) not in baked:
                     baked[id(child)] = child.materialize(omega)
                 setattr(parent, attr, baked[id(child)])
-    with use_omega(omega):
-        for module in list(plain.modules()):
-            if parametrize.is_parametrized(module):
-                for name in list(module.parametrizations):
-                    value = getattr(module, name).detach().clone()
-                    parametrize.remove_parametrizations(module, name, leave_parametrized=True)
-                    delattr(module, name)
-                    module.register_parameter(name, nn.Parameter(value))
+    for module in list(plain.modules()):
+        if parametrize.is_parametrized(module):
+            _unparametrize(module, omega)
     for name, attrs in tmodel._restore.items():
         for attr, value in attrs.items():
             setattr(plain.get_submodule(name), attr, value)
     return plain
+
+
+def _unparametrize(module: nn.Module, omega: Tensor) -> None:
+    """Replace a (deep-copied) module's tunable tensors by plain parameters mixed at ``omega``.
+
+    ``parametrize.remove_parametrizations`` would edit the parametrised class, which a deep copy shares
+    with the original; restoring the plain class on this instance leaves the original untouched.
+    """
+    with use_omega(omega):
+        values = {name: getattr(module, name).detach().clone() for name in module.parametrizations}
+    module.__class__ = module.__class__.__bases__[0]
+    del module._modules["parametrizations"]
+    for name, value in values.items():
+        module.register_parameter(name, nn.Parameter(value))
