@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from train_toys import DictDataset, ddp_config, make_model, multi_loss, uniform_sampler
 
@@ -33,8 +35,16 @@ def test_two_gloo_ranks_match_a_single_process_also_after_a_kill(tmp_path):
         sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
         "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(HERE / "ddp_worker.py"), str(ddp_dir),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        output, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its workers, which it started in this session
+        output, _ = proc.communicate()
+        pytest.fail(f"torchrun timed out:\n{output[-4000:]}")
+    assert proc.returncode == 0, output[-6000:]
 
     single = Trainer(
         make_model(), multi_loss, uniform_sampler, DictDataset(), ddp_config(), tmp_path / "single"

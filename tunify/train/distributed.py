@@ -6,6 +6,7 @@ nodes); a plain ``python script.py`` runs as a single process with the same code
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 from collections.abc import Iterable
@@ -50,16 +51,24 @@ def resolve_device(name: str) -> torch.device:
 
 
 def init_distributed(device: torch.device, timeout_s: float = 1800.0) -> bool:
-    """Join the process group described by torchrun's env vars when ``WORLD_SIZE > 1``.
+    """Join the process group described by torchrun's env vars when ``WORLD_SIZE > 1``, once per process.
 
-    Returns True when this call created the group (the caller then owns it and destroys it when done).
+    The group lives until the process exits, so several trainers in a row (e.g. training stages) share it:
+    destroying and re-creating a group on the same rendezvous store can hang. Returns True when this call
+    created it.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return False
     backend = "nccl" if device.type == "cuda" else "gloo"
     kwargs = {"device_id": device} if device.type == "cuda" else {}
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
+    atexit.register(_destroy_process_group)
     return True
+
+
+def _destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def is_distributed() -> bool:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, IterableDataset
@@ -84,7 +83,7 @@ class Trainer:
         self.config = config
         self.out_dir = Path(out_dir)
         self.device = resolve_device(config.device)
-        self._owns_process_group = init_distributed(self.device)
+        init_distributed(self.device)
         self.dist = dist_info()
         if config.batch_size % self.dist.world_size:
             raise ValueError(
@@ -95,13 +94,7 @@ class Trainer:
         if config.gradient_checkpointing:
             _enable_gradient_checkpointing(model)
         self.model = model.to(self.device)
-        self._forward = (
-            DistributedDataParallel(
-                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
-            )
-            if self.dist.world_size > 1
-            else model
-        )
+        self._forward = _data_parallel(model, self.device) if self.dist.world_size > 1 else model
         if isinstance(loss_fn, nn.Module):
             loss_fn.to(self.device)
         self.loss_fn = loss_fn
@@ -329,8 +322,6 @@ class Trainer:
             save_weights(self.inference_weights(), self.out_dir / WEIGHTS_FILE)
             self.logger.close()
         barrier()
-        if self._owns_process_group:
-            dist.destroy_process_group()
 
 
 def _amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -340,6 +331,11 @@ def _amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("precision='fp16' needs CUDA; use 'bf16' or 'fp32' on this device")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    """DDP averages the gradients over ranks in backward; the trainer keeps using the unwrapped model."""
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def _enable_gradient_checkpointing(model: nn.Module) -> None:
