@@ -1,0 +1,107 @@
+"""Tunable denoising of any convolutional denoiser: ω = (reconstruction, noise preservation).
+
+    python -m tunify.recipes.denoise --init ../shared/pretrained/CDnCNN-B_color_blind/cdncnn_b_color_blind.pth
+    python -m tunify.recipes.denoise --preset smoke --out runs/dn-smoke
+
+``--init`` takes any checkpoint ``tunify.zoo.load`` reads (e.g. KAIR's DnCNN), or a bare DnCNN-style conv
+stack (keys ``0.weight`` … ``N.bias``, such as the real CDnCNN-B), which is read into the spandrel DnCNN of
+``model.arch``. ``model.residual: true`` says the network predicts the noise (clean = noisy − net(noisy)).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+import torch
+from torch import nn
+
+import tunify.zoo as zoo
+from tunify.recipes._base import Recipe, load_network, main, multi_loss, resolve_path
+
+
+class NoiseToClean(nn.Module):
+    """clean = noisy − net(noisy), for residual denoisers whose architecture has no residual switch."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - self.net(x)
+
+
+def _conv_stack_to_dncnn(state: dict[str, torch.Tensor], arch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Keys ``i.weight`` of a bare ``nn.Sequential`` conv/ReLU stack → the spandrel DnCNN's ``model.i.weight``."""
+    if not all(k.split(".")[0].isdigit() for k in state):
+        raise zoo.UnknownArchitectureError(f"not a bare conv stack: keys {list(state)[:4]} ...")
+    convs = sorted({int(k.split(".")[0]) for k in state if k.endswith("weight")})
+    arch["kwargs"] = {**arch.get("kwargs", {}), "nb": len(convs)}
+    arch["kwargs"]["in_nc"] = arch["kwargs"]["out_nc"] = int(state[f"{convs[0]}.weight"].shape[1])
+    return {f"model.{k}": v for k, v in state.items()}
+
+
+def _grey_to_colour(state: dict[str, torch.Tensor], first: str, last: str) -> dict[str, torch.Tensor]:
+    """A 1-channel denoiser as a 3-channel one acting on luminance Y = (R + G + B)/√3 (orthonormal, so the
+    noise on Y keeps its σ): the colour network starts from the grey one's features and learns chroma."""
+    s = math.sqrt(3.0)
+    out = dict(state)
+    out[f"{first}.weight"] = state[f"{first}.weight"].repeat(1, 3, 1, 1) / s
+    out[f"{last}.weight"] = state[f"{last}.weight"].repeat(3, 1, 1, 1) / s
+    out[f"{last}.bias"] = state[f"{last}.bias"].repeat(3) / s
+    return out
+
+
+def build_model(cfg: dict[str, Any]) -> nn.Module:
+    """The denoiser of ``model.init`` (or ``model.arch`` from scratch), residual as ``model.residual`` says."""
+    model_cfg = cfg["model"]
+    residual = bool(model_cfg.get("residual", True))
+    arch = {**model_cfg["arch"], "kwargs": dict(model_cfg["arch"].get("kwargs", {}))}
+    init = model_cfg.get("init") or "scratch"
+    if init == "scratch":
+        net = zoo.build(arch)
+    else:
+        state = zoo.read_state_dict(resolve_path(init))
+        try:
+            state = _conv_stack_to_dncnn(state, arch)
+        except zoo.UnknownArchitectureError:
+            net = load_network(cfg)  # any architecture spandrel detects (KAIR DnCNN, SwinIR, NAFNet, ...)
+        else:
+            net = zoo.load(state, spec=arch)
+        if (
+            model_cfg.get("colour_from_grey")
+            and type(net).__name__ == "DnCNN"
+            and net.hyperparameters["in_nc"] == 1
+        ):
+            kw = {**net.hyperparameters, "in_nc": 3, "out_nc": 3}
+            n = len(net.model)
+            colour = zoo.build({"architecture": "DnCNN", "kwargs": kw})
+            colour.load_state_dict(_grey_to_colour(net.state_dict(), "model.0", f"model.{n - 1}"))
+            net = colour
+    if type(net).__name__ == "DnCNN":  # spandrel's DnCNN carries the residual as mode DnCNN vs FDnCNN
+        mode = "DnCNN" if residual else "FDnCNN"
+        net.mode = net.hyperparameters["mode"] = mode
+        return net
+    return NoiseToClean(net) if residual else net
+
+
+def build_loss(cfg: dict[str, Any]) -> Any:
+    """L = ω_0 λ_0 L1(x̂, y) + ω_1 λ_1 L1(x̂, y + ω_1 ν (z − y)), the paper's denoising pair."""
+    return multi_loss(cfg)
+
+
+RECIPE = Recipe(
+    name="denoise",
+    summary="Tunable denoiser from any convolutional denoiser (checkpoint or scratch); "
+    "ω = (reconstruction, noise preservation).",
+    build_model=build_model,
+    build_loss=build_loss,
+    omega_effects=(
+        "fidelity: removes the noise (L1 to the clean image)",
+        "noise preservation: keeps a fraction of the input noise, hence more grain and texture",
+    ),
+)
+
+if __name__ == "__main__":
+    sys.exit(main(RECIPE))

@@ -1,0 +1,25 @@
+"""Tunable NAFNet denoising: ω = (reconstruction, noise preservation); NAFNet's β/γ become tunable too.
+
+python -m tunify.recipes.nafnet_dn --init NAFNet-SIDD-width32.pth --train-dir my_clean_images
+python -m tunify.recipes.nafnet_dn --preset smoke --out runs/nafnet-dn-smoke
+"""
+
+from __future__ import annotations
+
+import sys
+
+from tunify.recipes._base import Recipe, load_network, main, multi_loss
+
+RECIPE = Recipe(
+    name="nafnet_dn",
+    summary="Tunable NAFNet denoising; ω = (reconstruction, noise preservation).",
+    build_model=load_network,
+    build_loss=multi_loss,
+    omega_effects=(
+        "fidelity: removes the noise (L1 to the clean image)",
+        "noise preservation: keeps a fraction of the input noise, hence more grain and texture",
+    ),
+)
+
+if __name__ == "__main__":
+    sys.exit(main(RECIPE))

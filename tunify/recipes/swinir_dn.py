@@ -1,0 +1,25 @@
+"""Tunable SwinIR colour denoising: ω = (reconstruction, noise preservation).
+
+python -m tunify.recipes.swinir_dn --init 005_colorDN_DFWB_s128w8_SwinIR-M_noise25.pth --train-dir DFWB
+python -m tunify.recipes.swinir_dn --preset smoke --out runs/swinir-dn-smoke
+"""
+
+from __future__ import annotations
+
+import sys
+
+from tunify.recipes._base import Recipe, load_network, main, multi_loss
+
+RECIPE = Recipe(
+    name="swinir_dn",
+    summary="Tunable SwinIR colour denoising; ω = (reconstruction, noise preservation).",
+    build_model=load_network,
+    build_loss=multi_loss,
+    omega_effects=(
+        "fidelity: removes the noise (L1 to the clean image)",
+        "noise preservation: keeps a fraction of the input noise, hence more grain and texture",
+    ),
+)
+
+if __name__ == "__main__":
+    sys.exit(main(RECIPE))
