@@ -18,6 +18,7 @@ from .convert import (
     load,
     save,
 )
+from .hub import from_pretrained
 from .layers import MissingOmegaError, UnsupportedLayerError, register_tunable, use_omega
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "__version__",
     "bake",
     "convert",
+    "from_pretrained",
     "load",
     "register_tunable",
     "save",
