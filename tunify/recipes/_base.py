@@ -36,6 +36,11 @@ from tunify.train import TrainConfig, Trainer, load_weights
 from tunify.train.trainer import WEIGHTS_FILE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: ω of the (reconstruction, noise preservation) recipes, the paper's denoising pair.
+DENOISING_EFFECTS = (
+    ("reconstruction", "fidelity: removes the noise (L1 to the clean image)"),
+    ("noise_preservation", "keeps a fraction of the input noise (ν = 0.9 at 1): more grain and texture"),
+)
 
 
 @dataclass
@@ -43,16 +48,17 @@ class Recipe:
     """What makes one recipe: its name, a one-line summary and how to build its parts from the config.
 
     ``build_model(cfg)`` returns the plain (not yet tunable) network; ``build_loss(cfg)`` the parametric
-    multi-loss; ``omega_effects`` says, per ω_i, what moving it to 1 does (for the model card);
+    multi-loss; ``omega_effects`` gives, per ω_i, a short name and what moving it to 1 does (model card);
     ``sweep_options(cfg, model)`` adds keyword arguments to :func:`tunify.evaluate.sweep` (e.g. SR metrics);
     ``train_degradation(cfg)`` / ``eval_data(cfg)`` may replace the defaults (noise from ``degradation``).
     """
 
     name: str
+    task: str
     summary: str
     build_model: Callable[[dict[str, Any]], nn.Module]
     build_loss: Callable[[dict[str, Any]], ParametricMultiLoss]
-    omega_effects: Sequence[str]
+    omega_effects: Sequence[tuple[str, str]]
     sweep_options: Callable[[dict[str, Any], nn.Module], dict[str, Any]] = field(
         default=lambda cfg, model: {}
     )
@@ -195,7 +201,12 @@ def build_parser(recipe: Recipe) -> argparse.ArgumentParser:
     parser.add_argument(
         "--eval-only",
         action="store_true",
-        help="skip training: sweep and publish --out's weights.safetensors",
+        help="skip training: sweep and publish trained weights (--weights)",
+    )
+    parser.add_argument(
+        "--weights",
+        help="with --eval-only: tunable weights (default OUT/weights.safetensors), or 'init' for the converted "
+        "initial network unchanged (it equals the original for every ω: a baseline)",
     )
     parser.add_argument(
         "--push-to-hub", metavar="REPO", help="upload the publishable folder to this Hub repo"
@@ -257,38 +268,55 @@ def build(recipe: Recipe, cfg: dict[str, Any]) -> Built:
 
 
 def model_info(recipe: Recipe, cfg: dict[str, Any], tmodel: tunify.TunableModel) -> dict[str, Any]:
-    """Metadata saved with the weights: base network, objectives and what each ω_i does, training setup."""
-    try:
-        base = zoo.describe(tmodel)
-    except zoo.ZooError:
-        base = {"architecture": type(tmodel.base_model).__name__}
-    objectives = [o if isinstance(o, str) else o.get("name") for o in cfg.get("objectives") or []]
-    return {
-        "recipe": recipe.name,
-        "base": {**base, "weights": str(cfg["model"].get("init") or "scratch")},
+    """``TunableModel.info`` (schema: ``tunify.hub.INFO_SCHEMA``): task, what each ω_i does, training setup."""
+    info: dict[str, Any] = {
+        "task": recipe.task,
+        "description": recipe.summary,
         "objectives": [
-            {"omega": i, "loss": objectives[i] if i < len(objectives) else "", "effect": effect}
-            for i, effect in enumerate(recipe.omega_effects)
+            {"name": name, "omega_index": i, "description": effect}
+            for i, (name, effect) in enumerate(recipe.omega_effects)
         ],
         "training": {
+            "recipe": recipe.name,
+            "init": str(cfg["model"].get("init") or "scratch"),
             "data": cfg["data"]["train_dir"],
+            "patch_size": cfg["data"]["patch_size"],
             "degradation": cfg.get("degradation"),
+            "objectives": cfg.get("objectives"),
+            "loss_weights": cfg.get("loss_weights"),
             "omega_sampling": cfg["sampler"],
             "train": cfg["train"],
         },
     }
+    if cfg.get("license"):
+        info["license"] = cfg["license"]
+    return json.loads(json.dumps(info, default=str))
+
+
+def metrics_info(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sweep rows as ``{"<dataset> <degradation>": {"ω=(…)": {"psnr": …, "psnr_eta": …, "ssim": …}}}``."""
+    out: dict[str, Any] = {}
+    for row in rows:
+        omega = "ω=(" + ", ".join(f"{v:g}" for v in row["omega"]) + ")"
+        scores = {k: round(row[k], 4) for k in ("psnr", "psnr_eta", "ssim", "lpips") if k in row}
+        out.setdefault(f"{row['dataset']} {row['degradation']}", {})[omega] = {
+            **scores,
+            "n_images": row["n_images"],
+        }
+    return out
 
 
 def evaluate(recipe: Recipe, cfg: dict[str, Any], model: nn.Module, out: Path) -> list[dict[str, Any]]:
     """ω sweep of every eval set; the first writes ``out/sweep.*``, the others ``out/sweeps/<name>/``."""
     datasets = recipe.eval_data(cfg) if recipe.eval_data is not None else default_eval_data(cfg)
-    grid = cfg["eval"].get("grid", "line")
+    grid, omegas = cfg["eval"].get("grid", "line"), cfg["eval"].get("omegas")
     rows: list[dict[str, Any]] = []
     for i, ds in enumerate(datasets):
         folder = out if i == 0 else out / "sweeps" / f"{getattr(ds, 'name', i)}_{i}"
         rows += sweep(
             model,
             ds,
+            omegas,
             out_dir=folder,
             grid=grid,
             progress=False,
@@ -305,16 +333,18 @@ def run(
     *,
     resume: bool = False,
     eval_only: bool = False,
+    weights: str | Path | None = None,
     push_to_hub: str | None = None,
 ) -> Path:
     """Train (unless ``eval_only``), sweep and write the publishable folder ``out/pretrained``; returns it."""
     out.mkdir(parents=True, exist_ok=True)
     built = build(recipe, cfg)
     if eval_only:
-        weights = out / WEIGHTS_FILE
-        if not weights.is_file():
-            raise FileNotFoundError(f"--eval-only needs a trained run: {weights} is missing")
-        built.model.load_state_dict(load_weights(weights))
+        if weights != "init":
+            weights = Path(weights or out / WEIGHTS_FILE)
+            if not weights.is_file():
+                raise FileNotFoundError(f"--eval-only needs trained weights: {weights} is missing")
+            built.model.load_state_dict(load_weights(weights))
     else:
         (out / "config.yaml").write_text(_dump(cfg))
         start = time.time()
@@ -327,7 +357,7 @@ def run(
         built.model.info["training"]["wall_minutes"] = round(minutes, 2)
         print(f"[{recipe.name}] trained {built.train_config.total_steps} steps in {minutes:.1f} min")
     rows = evaluate(recipe, cfg, built.model, out)
-    built.model.info["metrics"] = [{k: v for k, v in r.items() if k != "per_image"} for r in rows]
+    built.model.info["metrics"] = metrics_info(rows)
     folder = built.model.save_pretrained(out / "pretrained", sweep_dir=out)
     print(f"[{recipe.name}] sweep: {out / 'sweep.md'}; publishable folder: {folder}")
     if push_to_hub:
@@ -356,5 +386,13 @@ def main(recipe: Recipe, argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = args.out or Path("runs") / f"{recipe.name}-{args.preset}"
-    run(recipe, cfg, out, resume=args.resume, eval_only=args.eval_only, push_to_hub=args.push_to_hub)
+    run(
+        recipe,
+        cfg,
+        out,
+        resume=args.resume,
+        eval_only=args.eval_only,
+        weights=args.weights,
+        push_to_hub=args.push_to_hub,
+    )
     return 0

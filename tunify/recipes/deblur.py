@@ -38,13 +38,14 @@ def sweep_options(cfg: dict[str, Any], model: nn.Module) -> dict[str, Any]:
 
 RECIPE = Recipe(
     name="deblur",
+    task="deblurring",
     summary="Tunable joint noise and blur removal; ω = (noise preservation, unsharp-mask sharpening), "
     "independent.",
     build_model=build_model,
     build_loss=build_loss,
     omega_effects=(
-        "noise preservation: keeps a fraction of the input noise (0: clean)",
-        "sharpening: unsharp-mask beyond the ground truth (0: as sharp as the clean image)",
+        ("noise_preservation", "keeps a fraction of the input noise (0: clean)"),
+        ("sharpening", "unsharp mask beyond the ground truth (0: as sharp as the clean image)"),
     ),
     sweep_options=sweep_options,
 )

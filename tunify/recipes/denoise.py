@@ -10,7 +10,6 @@ stack (keys ``0.weight`` … ``N.bias``, such as the real CDnCNN-B), which is re
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any
 
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 
 import tunify.zoo as zoo
-from tunify.recipes._base import Recipe, load_network, main, multi_loss, resolve_path
+from tunify.recipes._base import DENOISING_EFFECTS, Recipe, load_network, main, multi_loss, resolve_path
 
 
 class NoiseToClean(nn.Module):
@@ -43,13 +42,14 @@ def _conv_stack_to_dncnn(state: dict[str, torch.Tensor], arch: dict[str, Any]) -
 
 
 def _grey_to_colour(state: dict[str, torch.Tensor], first: str, last: str) -> dict[str, torch.Tensor]:
-    """A 1-channel denoiser as a 3-channel one acting on luminance Y = (R + G + B)/√3 (orthonormal, so the
-    noise on Y keeps its σ): the colour network starts from the grey one's features and learns chroma."""
-    s = math.sqrt(3.0)
+    """A 1-channel residual denoiser as a 3-channel one that removes the noise of the channel mean: the first
+    layer reads (R + G + B)/3 and the noise it predicts is subtracted from every channel, which is exactly the
+    mean component of white noise. The colour network starts from the grey one's features; fine-tuning
+    then teaches it the chroma noise."""
     out = dict(state)
-    out[f"{first}.weight"] = state[f"{first}.weight"].repeat(1, 3, 1, 1) / s
-    out[f"{last}.weight"] = state[f"{last}.weight"].repeat(3, 1, 1, 1) / s
-    out[f"{last}.bias"] = state[f"{last}.bias"].repeat(3) / s
+    out[f"{first}.weight"] = state[f"{first}.weight"].repeat(1, 3, 1, 1) / 3
+    out[f"{last}.weight"] = state[f"{last}.weight"].repeat(3, 1, 1, 1)
+    out[f"{last}.bias"] = state[f"{last}.bias"].repeat(3)
     return out
 
 
@@ -93,14 +93,12 @@ def build_loss(cfg: dict[str, Any]) -> Any:
 
 RECIPE = Recipe(
     name="denoise",
+    task="denoising",
     summary="Tunable denoiser from any convolutional denoiser (checkpoint or scratch); "
     "ω = (reconstruction, noise preservation).",
     build_model=build_model,
     build_loss=build_loss,
-    omega_effects=(
-        "fidelity: removes the noise (L1 to the clean image)",
-        "noise preservation: keeps a fraction of the input noise, hence more grain and texture",
-    ),
+    omega_effects=DENOISING_EFFECTS,
 )
 
 if __name__ == "__main__":

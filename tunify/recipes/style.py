@@ -58,10 +58,11 @@ def apply_arguments(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 RECIPE = Recipe(
     name="style",
+    task="style-transfer",
     summary="Tunable style transfer, p = 3: ω_i weighs the style of image i (ω on the simplex mixes them).",
     build_model=load_network,
     build_loss=build_loss,
-    omega_effects=("style of image 1", "style of image 2", "style of image 3"),
+    omega_effects=tuple((f"style_{i}", f"the style of style image {i} (--styles)") for i in (1, 2, 3)),
     sweep_options=lambda cfg, model: {"target_fn": None},
     add_arguments=add_arguments,
     apply_arguments=apply_arguments,

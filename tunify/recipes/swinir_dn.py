@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import sys
 
-from tunify.recipes._base import Recipe, load_network, main, multi_loss
+from tunify.recipes._base import DENOISING_EFFECTS, Recipe, load_network, main, multi_loss
 
 RECIPE = Recipe(
     name="swinir_dn",
+    task="denoising",
     summary="Tunable SwinIR colour denoising; ω = (reconstruction, noise preservation).",
     build_model=load_network,
     build_loss=multi_loss,
-    omega_effects=(
-        "fidelity: removes the noise (L1 to the clean image)",
-        "noise preservation: keeps a fraction of the input noise, hence more grain and texture",
-    ),
+    omega_effects=DENOISING_EFFECTS,
 )
 
 if __name__ == "__main__":

@@ -68,12 +68,13 @@ def sweep_options(cfg: dict[str, Any], model: nn.Module) -> dict[str, Any]:
 
 RECIPE = Recipe(
     name="swinir_sr",
+    task="super-resolution",
     summary="Tunable x4 SwinIR super-resolution; ω = (reconstruction, GAN): the perception-distortion trade-off.",
     build_model=load_network,
     build_loss=build_loss,
     omega_effects=(
-        "fidelity: L1 to the high-resolution image (highest PSNR, smoother)",
-        "perception: VGG + adversarial loss (sharper, more realistic texture, lower PSNR)",
+        ("reconstruction", "fidelity: L1 to the high-resolution image (highest PSNR, smoother)"),
+        ("gan", "perception: VGG + adversarial loss (sharper, more realistic texture, lower PSNR)"),
     ),
     sweep_options=sweep_options,
     eval_data=eval_data,

@@ -1,0 +1,46 @@
+"""Every recipe has a working ``--help`` and rejects bad overrides with the key in the message."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from tunify.recipes import RECIPES
+from tunify.recipes._base import main
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_help(name, capsys):
+    recipe = importlib.import_module(f"tunify.recipes.{name}").RECIPE
+    with pytest.raises(SystemExit) as exit_info:
+        main(recipe, ["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--preset", "--init", "--train-dir", "--val-dir", "--out", "--push-to-hub", "train.lr"):
+        assert option in text
+
+
+def test_module_entry_point_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "tunify.recipes.denoise", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and "noise preservation" in result.stdout
+
+
+def test_bad_override_exits_with_the_key(capsys):
+    from tunify.recipes.denoise import RECIPE
+
+    with pytest.raises(SystemExit):
+        main(RECIPE, ["--print-config", "train.lrr=1"])
+    assert "train.lrr" in capsys.readouterr().err
+
+
+def test_print_config_applies_preset_options_and_overrides(capsys):
+    from tunify.recipes.denoise import RECIPE
+
+    assert main(RECIPE, ["--print-config", "--preset", "smoke", "--init", "scratch", "train.lr=3e-4"]) == 0
+    text = capsys.readouterr().out
+    assert "init: scratch" in text and "lr: 0.0003" in text and "total_steps: 20" in text

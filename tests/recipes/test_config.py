@@ -1,0 +1,57 @@
+"""Recipe configs: every YAML loads with its presets, and overrides are checked against existing keys and types."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunify.recipes import RECIPES, ConfigError, apply_overrides, apply_preset, load_config
+from tunify.recipes._config import config_path
+
+BASE = {
+    "p": 2,
+    "train": {"lr": 1.0e-4, "total_steps": 10, "ema_decay": None, "progress": True},
+    "sizes": [1, 2],
+}
+
+
+def test_overrides_parse_yaml_values_and_widen_ints():
+    cfg = apply_overrides(
+        BASE, ["train.lr=2e-4", "train.total_steps=20", "sizes=[3, 4]", "train.ema_decay=0.99"]
+    )
+    assert cfg["train"] == {"lr": 2e-4, "total_steps": 20, "ema_decay": 0.99, "progress": True}
+    assert cfg["sizes"] == [3, 4]
+    assert apply_overrides(BASE, {"train.lr": 1})["train"]["lr"] == 1.0
+    assert apply_overrides(BASE, ["sizes.1=7"])["sizes"] == [1, 7]
+    assert BASE["train"]["lr"] == 1.0e-4  # the input is not modified
+
+
+def test_unknown_key_names_it_and_lists_close_keys():
+    with pytest.raises(ConfigError, match=r"unknown config key 'train\.lrr'.*train\.lr"):
+        apply_overrides(BASE, ["train.lrr=1"])
+    with pytest.raises(ConfigError, match="unknown config key 'nope'"):
+        apply_overrides(BASE, ["nope=1"])
+
+
+@pytest.mark.parametrize(
+    "override", ["train.lr=abc", "train.total_steps=1.5", "train.progress=1", "sizes=3", "p=[1]"]
+)
+def test_wrong_type_is_an_error_naming_the_key(override):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=f"'{key}' expects"):
+        apply_overrides(BASE, [override])
+
+
+def test_malformed_override():
+    with pytest.raises(ConfigError, match=r"key\.sub=value"):
+        apply_overrides(BASE, ["train.lr"])
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_recipe_config_loads_with_its_presets(name):
+    cfg = load_config(config_path(name))
+    for preset in ("full", *cfg.get("presets", {})):
+        resolved = apply_preset(cfg, preset)
+        assert "presets" not in resolved
+        assert resolved["p"] == len(resolved.get("loss_weights") or []) or name == "deblur"
+    with pytest.raises(ConfigError, match="unknown preset"):
+        apply_preset(cfg, "huge")
