@@ -1,0 +1,68 @@
+"""The ``tunify`` command: demo, apply, sweep, convert, info.
+
+Each command is thin wiring over the library. Errors a user can cause (a missing image, a bad ω, an unknown
+model, a malformed checkpoint) print one line ``tunify: error: ...`` and exit with status 2; anything else
+is a bug, reported in one line too unless ``--debug`` asks for the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from huggingface_hub.errors import HfHubHTTPError
+
+from .._version import __version__
+from ..zoo import ZooError
+from . import apply, convert, demo, info, sweep
+from ._common import UsageError
+
+USER_ERRORS = (UsageError, ValueError, OSError, ZooError, HfHubHTTPError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting, so every error is one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tunify", description="Make trained networks tunable at inference and use them.")
+    parser.add_argument("--version", action="version", version=f"tunify {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, required=True)
+    for command in (demo, apply, sweep, convert, info):
+        command.add_parser(sub)
+    return parser
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.run(args))
+    except USER_ERRORS as error:
+        if debug:
+            raise
+        print(f"tunify: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tunify: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if debug:
+            raise
+        print(
+            f"tunify: error: internal error {type(error).__name__}: {_one_line(error)} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1

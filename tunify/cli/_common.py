@@ -1,0 +1,59 @@
+"""Shared wiring of the commands: which model, which ω, reading images."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from ..convert import TunableModel
+from ..data import read_image
+from ..hub import embedded_model_dir, from_pretrained
+
+
+class UsageError(ValueError):
+    """Bad command-line input: reported as one line, exit status 2."""
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        metavar="REPO_OR_DIR",
+        help="a save_pretrained folder or Hub repo id (default: the embedded model)",
+    )
+    parser.add_argument("--revision", help="Hub revision (branch, tag or commit) of --model")
+    parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only")
+    parser.add_argument("--device", default="cpu", help="torch device to run on (default: cpu)")
+
+
+def load_model(args: argparse.Namespace) -> TunableModel:
+    """The model named by --model, else the embedded one; none embedded yet is a usage error."""
+    source = args.model or embedded_model_dir()
+    if source is None:
+        raise UsageError("no model is embedded in this tunify yet; pass --model REPO_OR_DIR")
+    return from_pretrained(
+        source, revision=args.revision, local_files_only=args.local_files_only, map_location=args.device
+    )
+
+
+def parse_omega(text: str, p: int, allow_extrapolation: bool = False) -> torch.Tensor:
+    """``"0.3,0.7"`` -> tensor (p,), with errors that say what was expected."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--omega must be {p} comma-separated numbers, got {text!r}") from None
+    if len(values) != p:
+        raise UsageError(
+            f"--omega has {len(values)} value(s) but the model has p = {p}: give {p}, e.g. {','.join(['0.5'] * p)}"
+        )
+    if not allow_extrapolation and any(not 0.0 <= v <= 1.0 for v in values):
+        raise UsageError(f"--omega values must lie in [0, 1], got {text}")
+    return torch.tensor(values)
+
+
+def load_image(path: str, device: str) -> torch.Tensor:
+    """An image file as a (1, 3, H, W) batch in [0, 1]."""
+    if not Path(path).is_file():
+        raise UsageError(f"image not found: {path}")
+    return read_image(path)[None].to(device)

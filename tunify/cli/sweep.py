@@ -1,0 +1,59 @@
+"""``tunify sweep IMAGE -o strip.png``: the same image at several ω, side by side."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..evaluate import omega_grid, tuning_strip
+from ..evaluate.report import format_omega
+from ..inference import tiled_forward
+from ._common import UsageError, add_model_args, load_image, load_model, parse_omega
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("sweep", help="write a strip of a model's outputs across ω")
+    parser.add_argument("image", help="input image")
+    parser.add_argument("-o", "--output", required=True, help="strip PNG to write")
+    add_model_args(parser)
+    parser.add_argument("--steps", type=int, default=5, help="points per ω axis (default 5)")
+    parser.add_argument(
+        "--omega", action="append", help="an ω to show instead of the grid, e.g. 0.3,0.7 (repeatable)"
+    )
+    parser.add_argument(
+        "--crop", type=int, default=256, help="center crop side shown in the strip (0: whole image)"
+    )
+    parser.add_argument("--tile", type=int, default=512, help="tile side in pixels for large images")
+    parser.add_argument("--overlap", type=int, default=32, help="overlap between tiles in pixels")
+    parser.set_defaults(run=run)
+
+
+def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    if size <= 0:
+        return x
+    h, w = x.shape[-2:]
+    top, left = max((h - size) // 2, 0), max((w - size) // 2, 0)
+    return x[..., top : top + size, left : left + size]
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.steps < 2:
+        raise UsageError(f"--steps must be >= 2, got {args.steps}")
+    x = _center_crop(load_image(args.image, args.device), args.crop)
+    model = load_model(args)
+    if args.omega:
+        omegas = torch.stack([parse_omega(o, model.p, model.config.allow_extrapolation) for o in args.omega])
+    else:
+        omegas = omega_grid(model.p, torch.linspace(0, 1, args.steps).tolist()).float()
+    panels = []
+    for omega in omegas:
+        y = tiled_forward(model, x, omega, tile=args.tile, overlap=args.overlap, progress=False)
+        panels.append((y[0].float().cpu(), f"ω={format_omega(omega.tolist())}"))
+    shown = F.interpolate(x, size=panels[0][0].shape[-2:], mode="nearest")  # SR outputs are larger
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    path = tuning_strip([(shown[0].cpu(), "input"), *panels], args.output)
+    print(f"wrote {path} ({len(omegas)} ω)")
+    return 0
