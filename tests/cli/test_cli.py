@@ -1,0 +1,177 @@
+"""The `tunify` command, called in-process: outputs, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import tunify
+from tunify.cli import demo as demo_cmd
+from tunify.cli import main
+from tunify.hub import save_pretrained
+
+
+def _tiny_denoiser(seed: int = 0) -> tunify.TunableModel:
+    torch.manual_seed(seed)
+    base = tunify.zoo.build({"architecture": "DnCNN", "kwargs": {"in_nc": 3, "out_nc": 3, "nc": 8, "nb": 3}})
+    tmodel = tunify.convert(base.eval(), p=2).eval()
+    with torch.no_grad():
+        for param in tmodel.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    tmodel.info = {
+        "task": "denoising",
+        "objectives": [
+            {"name": "fidelity", "omega_index": 0, "description": "denoising strength"},
+            {"name": "noise", "omega_index": 1, "description": "noise preservation"},
+        ],
+        "metrics": {"sample": {"psnr": 30.5}},
+    }
+    return tmodel
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_pretrained(_tiny_denoiser(), tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    path = tmp_path / "in.png"
+    Image.fromarray((torch.rand(40, 52, 3) * 255).byte().numpy()).save(path)
+    return path
+
+
+def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("tunify: error: ") and "Traceback" not in err
+    return err
+
+
+def test_apply_writes_image(
+    model_dir: Path, image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.png"
+    assert main(["apply", str(image), "--omega", "0.3,0.7", "--model", str(model_dir), "-o", str(out)]) == 0
+    assert Image.open(out).size == (52, 40)
+    tiled = tmp_path / "tiled.png"
+    argv = ["apply", str(image), "--omega", "0.3,0.7", "--model", str(model_dir), "-o", str(tiled)]
+    assert main([*argv, "--tile", "24", "--overlap", "12", "--no-progress"]) == 0
+    a, b = (torch.tensor(np.array(Image.open(p))).int() for p in (out, tiled))
+    assert (a - b).abs().max() <= 1  # tiles blend to the same image (up to 8-bit rounding)
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_sweep_and_info(
+    model_dir: Path, image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    strip = tmp_path / "s" / "strip.png"
+    assert main(["sweep", str(image), "--model", str(model_dir), "-o", str(strip), "--steps", "3"]) == 0
+    assert strip.is_file()
+    assert main(["info", str(model_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "p:           2" in out and "ω1:          fidelity: denoising strength" in out
+    assert "DnCNN" in out and "30.5" in out
+
+
+def test_convert_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kwargs = {
+        "in_nc": 3,
+        "out_nc": 3,
+        "nc": 8,
+        "nb": 8,
+        "act_mode": "R",
+    }  # deep enough for spandrel to detect
+    base = tunify.zoo.build({"architecture": "DnCNN", "kwargs": kwargs})
+    torch.save(base.state_dict(), tmp_path / "dncnn.pth")
+    assert main(["convert", str(tmp_path / "dncnn.pth"), "--p", "3", "-o", str(tmp_path / "out")]) == 0
+    assert "made tunable (p = 3" in capsys.readouterr().out
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["p"] == 3
+    assert tunify.from_pretrained(tmp_path / "out").p == 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (
+            ["apply", "{missing}", "--omega", "0.5,0.5", "--model", "{model}", "-o", "x.png"],
+            "image not found",
+        ),
+        (["apply", "{image}", "--omega", "0.5", "--model", "{model}", "-o", "x.png"], "p = 2"),
+        (["apply", "{image}", "--omega", "0.5,1.5", "--model", "{model}", "-o", "x.png"], r"\[0, 1\]"),
+        (["apply", "{image}", "--omega", "a,b", "--model", "{model}", "-o", "x.png"], "comma-separated"),
+        (["apply", "{image}", "--model", "{missing}", "-o", "x.png"], "not a valid Hub repo id"),
+        (["apply", "{bad_image}", "--model", "{model}", "-o", "x.png"], "cannot read image"),
+        (["sweep", "{image}", "--model", "/nonexistent/dir/model", "-o", "s.png"], "not a valid Hub repo id"),
+        (["info", "{image}"], "is a file"),
+        (["convert", "{missing}", "-o", "d"], "no such file"),
+        (["apply", "{image}", "-o", "x.png", "--frobnicate"], "unrecognized arguments"),
+        (["nonsense"], "invalid choice"),
+    ],
+)
+def test_errors_are_one_line(
+    argv: list[str],
+    match: str,
+    model_dir: Path,
+    image: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    paths = {"model": model_dir, "image": image, "missing": tmp_path / "nope.png", "bad_image": bad}
+    argv = [a.format(**paths) for a in argv]
+    assert re.search(match, _error(capsys, argv))
+
+
+def test_no_embedded_model(
+    image: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("tunify.cli._common.embedded_model_dir", lambda: None)
+    assert "no model is embedded" in _error(capsys, ["apply", str(image), "-o", "x.png"])
+
+
+def test_help_for_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("demo", "apply", "sweep", "convert", "info"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: tunify " + command in capsys.readouterr().out
+
+
+def test_demo_interim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(demo_cmd, "embedded_model_dir", lambda: None)
+    assert main(["demo", "-o", str(tmp_path), "--size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "tuning_strip.png").is_file()
+    if demo_cmd.pretrained_cdncnn() is None:
+        assert "max |converted − original|" in out
+    else:
+        assert "PSNR_η" in out and "equivalence: max |converted(ω) − original| over 5 ω = 0.00e+00" in out
+
+
+def test_demo_timm_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(demo_cmd, "embedded_model_dir", lambda: None)
+    monkeypatch.setattr(demo_cmd, "pretrained_cdncnn", lambda: None)
+    assert main(["demo", "-o", str(tmp_path), "--size", "32"]) == 0
+    assert "timm resnet18" in capsys.readouterr().out and (tmp_path / "tuning_strip.png").is_file()
+
+
+def test_demo_embedded(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(demo_cmd, "embedded_model_dir", lambda: model_dir)
+    assert main(["demo", "-o", str(tmp_path), "--size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "embedded tunable denoiser" in out and "PSNR_η" in out and "equivalence" not in out
+    assert {"tuning_strip.png", "sweep.json", "sweep.md"} <= {p.name for p in tmp_path.iterdir()}
