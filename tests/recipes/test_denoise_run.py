@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 
+import tunify
 from tunify.recipes import apply_overrides, apply_preset, load_config
-from tunify.recipes._base import run
+from tunify.recipes._base import build, run
 from tunify.recipes._config import config_path
 from tunify.recipes.denoise import RECIPE
+from tunify.train import load_weights
 
 
 def test_denoise_end_to_end(shared, tmp_path):
-    hub = pytest.importorskip(
-        "tunify.hub", reason="tunify.hub (save_pretrained / from_pretrained) not there yet"
-    )
     torch.set_num_threads(1)
     cfg = apply_overrides(
         apply_preset(load_config(config_path("denoise")), "smoke"),
         [
             "train.total_steps=3",
+            "train.warmup_steps=1",
             "train.checkpoint_every=3",
             "train.device=cpu",
             "data.patch_size=24",
@@ -34,10 +33,15 @@ def test_denoise_end_to_end(shared, tmp_path):
     for name in ("sweep.json", "sweep.md", "psnr_vs_omega.png", "tuning_strip.png", "weights.safetensors"):
         assert (tmp_path / name).is_file(), name
     rows = json.loads((tmp_path / "sweep.json").read_text())
-    rows = rows["rows"] if isinstance(rows, dict) else rows
-    assert len(rows) == 5 and rows[0]["n_images"] == 2
-    loaded = hub.from_pretrained(folder)
-    x = torch.rand(1, 3, 24, 24)
-    omega = torch.tensor([0.3, 0.7])
-    assert loaded.p == 2
-    assert torch.isfinite(loaded(x, omega=omega)).all()
+    assert [r["omega"] for r in rows] == [[v, 1 - v] for v in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    assert all(r["n_images"] == 2 for r in rows)
+    for name in ("config.json", "model.safetensors", "README.md"):
+        assert (folder / name).is_file(), name
+
+    loaded = tunify.from_pretrained(folder)
+    assert loaded.info["task"] == "denoising" and loaded.info["metrics"]
+    trained = build(RECIPE, cfg).model.eval()
+    trained.load_state_dict(load_weights(tmp_path / "weights.safetensors"))
+    x, omega = torch.rand(2, 3, 24, 24), torch.tensor([[0.3, 0.7], [1.0, 0.0]])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, omega=omega), trained(x, omega=omega))
