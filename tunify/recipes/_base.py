@@ -98,7 +98,7 @@ def load_network(cfg: dict[str, Any]) -> nn.Module:
             f"model.init={init!r} is neither 'scratch' nor an existing checkpoint file; download the official "
             "checkpoint and pass its path with --init, or use --init scratch"
         )
-    return zoo.load(path, spec=model_cfg.get("arch") if model_cfg.get("load_with_arch") else None)
+    return zoo.load(path)
 
 
 def convert_network(net: nn.Module, cfg: dict[str, Any]) -> tunify.TunableModel:

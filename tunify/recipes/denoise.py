@@ -53,6 +53,16 @@ def _grey_to_colour(state: dict[str, torch.Tensor], first: str, last: str) -> di
     return out
 
 
+def _he_init(net: nn.Module) -> None:
+    """He-normal convolutions and zero biases, DnCNN's own scheme: PyTorch's default init shrinks the signal
+    through a deep plain ReLU stack, and such a network then sits at the identity for hundreds of steps."""
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
 def build_model(cfg: dict[str, Any]) -> nn.Module:
     """The denoiser of ``model.init`` (or ``model.arch`` from scratch), residual as ``model.residual`` says."""
     model_cfg = cfg["model"]
@@ -61,6 +71,8 @@ def build_model(cfg: dict[str, Any]) -> nn.Module:
     init = model_cfg.get("init") or "scratch"
     if init == "scratch":
         net = zoo.build(arch)
+        if model_cfg.get("he_init"):
+            _he_init(net)
     else:
         state = zoo.read_state_dict(resolve_path(init))
         try:
