@@ -126,3 +126,16 @@ def cdncnn() -> nn.Sequential:
         layers += [nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(inplace=True)]
     layers.append(nn.Conv2d(64, 3, 3, padding=1))
     return nn.Sequential(*layers)
+
+
+class BatchOnceNet(nn.Module):
+    """A layer run once for the whole batch and repeated (like XCiT's positional encoding)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encode = nn.Conv2d(2, 3, 1)
+        self.body = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid = torch.ones(1, 2, *x.shape[-2:], device=x.device)
+        return self.body(x + self.encode(grid).repeat(x.shape[0], 1, 1, 1))

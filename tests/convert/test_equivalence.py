@@ -130,3 +130,9 @@ def test_conv_zoo() -> None:
     torch.manual_seed(0)
     tmodel = check_model(models.ConvZooNet().eval(), torch.randn(2, 3, 8, 8))
     assert names(tmodel) == {"down", "grouped", "depthwise", "up", "line", "volume", "volume_up"}
+
+
+def test_layer_run_once_for_the_batch_falls_back_to_one_sample_at_a_time() -> None:
+    torch.manual_seed(0)
+    tmodel = check_model(models.BatchOnceNet().eval(), torch.randn(3, 3, 6, 6), ps=(2,))
+    assert tmodel._vmap_per_sample

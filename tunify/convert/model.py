@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..layers import TunableTensor, check_omega, use_omega
 from ..layers.generic import vmap_over_samples
+from ..layers.omega import PerSampleRowsError
 from .config import ConvertConfig
 from .report import ConversionReport
 
@@ -56,10 +57,18 @@ class TunableModel(nn.Module):
         omega = check_omega(omega, self.p, batch, allow_extrapolation=self.config.allow_extrapolation)
         if x is not None:
             omega = omega.to(device=x.device)
-        if self._vmap_per_sample and omega.ndim == 2 and omega.shape[0] > 1:
-            return vmap_over_samples(self.base_model, omega, args, kwargs, type(self.base_model).__name__)
-        with use_omega(omega):
-            return self.base_model(*args, **kwargs)
+        per_sample = omega.ndim == 2 and omega.shape[0] > 1
+        if not (per_sample and self._vmap_per_sample):
+            try:
+                with use_omega(omega):
+                    return self.base_model(*args, **kwargs)
+            except PerSampleRowsError:
+                if not per_sample:
+                    raise
+                # Some layer runs once for the whole batch (e.g. a positional encoding computed from a
+                # batch-1 tensor and repeated): from now on run per-sample calls one sample at a time.
+                self._vmap_per_sample = True
+        return vmap_over_samples(self.base_model, omega, args, kwargs, type(self.base_model).__name__)
 
     def conversion_report(self) -> ConversionReport:
         """What was converted: name, kind, type, shape and parameters added, one row each."""

@@ -77,6 +77,20 @@ class TensorBank(nn.Module):
     def forward(self, alpha: Tensor) -> Tensor:
         return mix(self._parameters.values(), alpha)
 
+    # Networks read ``layer.weight.device`` / ``.dtype`` / ``.shape`` to allocate tensors (timm's XCiT and
+    # EdgeNeXt positional encodings); a bank answers for the tensor it holds copies of.
+    @property
+    def device(self) -> torch.device:
+        return self._parameters["0"].device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._parameters["0"].dtype
+
+    @property
+    def shape(self) -> torch.Size:
+        return self._parameters["0"].shape
+
 
 def get_tensor(module: nn.Module, name: str) -> Tensor | None:
     """``module.<name>`` for a dotted name such as ``out_proj.weight``."""

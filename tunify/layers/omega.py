@@ -23,6 +23,10 @@ class MissingOmegaError(RuntimeError):
     """A tunable layer ran outside a call that provides ω."""
 
 
+class PerSampleRowsError(ValueError):
+    """A layer input whose leading dimension does not hold the batch of a per-sample ω."""
+
+
 @contextmanager
 def use_omega(omega: Tensor) -> Iterator[None]:
     """Make ``omega`` ((p,) or (B, p)) visible to every tunable layer run inside the block."""
@@ -82,7 +86,7 @@ def check_rows(omega: Tensor, n: int, where: str) -> None:
     (B·k rows, sample-major); the layers then apply each ω row to its k consecutive input rows.
     """
     if n % omega.shape[0]:
-        raise ValueError(
+        raise PerSampleRowsError(
             f"{where}: per-sample omega has {omega.shape[0]} rows but the layer input has {n} leading rows, "
             "which is not a multiple; pass a shared omega of shape (p,) or feed the batch in the leading "
             "dimension"
