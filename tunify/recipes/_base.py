@@ -321,6 +321,7 @@ def evaluate(recipe: Recipe, cfg: dict[str, Any], model: nn.Module, out: Path) -
             grid=grid,
             progress=False,
             max_batch=cfg["eval"].get("max_batch", 8),
+            per_sample=cfg["eval"].get("per_sample", True),
             **recipe.sweep_options(cfg, model),
         )
     return rows
