@@ -27,7 +27,8 @@ class TrainConfig:
         batch_size: global batch size, summed over all data-parallel ranks (must divide by the world size),
             so that a run gives the same result on any number of GPUs.
         optimizer: ``"adam"`` (L2 weight decay) or ``"adamw"`` (decoupled weight decay).
-        lr: base learning rate.
+        lr: base learning rate. The default suits fine-tuning a converted pretrained network: with Adam,
+            1e-4 knocked the pretrained CDnCNN-B down by 2-4 dB in 150 steps (benchmarks/README.md).
         betas: Adam betas.
         weight_decay: weight decay of every trainable parameter.
         phi_lr_mult: learning-rate multiplier for parameters under a submodule named ``phi`` (the tunable
@@ -60,7 +61,7 @@ class TrainConfig:
     total_steps: int = 100_000
     batch_size: int = 16
     optimizer: str = "adam"
-    lr: float = 1e-4
+    lr: float = 2e-5
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     phi_lr_mult: float = 1.0
