@@ -8,6 +8,9 @@ Which sampler to use:
   can then mix kernels once per batch (cheaper), at the cost of noisier gradients across ω.
 - ``simplex``: ω ~ Dirichlet(α) on the simplex Σω = 1, for models whose parameters interpolate between
   objectives (the paper's NAFNet/SwinIR/StyleNet settings). α < 1 pushes draws towards the vertices.
+  Measured (benchmarks/README.md, CDnCNN-B, reconstruction + noise preservation evaluated at ω2 = 1 − ω1):
+  ``simplex`` with α = 0.5 instead of ``uniform`` cut the loss at ω = (1, 0) against a fixed network from
+  1.06 to 0.42 dB and made PSNR monotone in ω1; evaluate where you train.
 - ``corner_biased``: mostly uniform on the cube, but with some probability a corner of {0, 1}^p or a point on
   the simplex (for p = 2, the edge ω₂ = 1 − ω₁). Uniform sampling almost never visits the corners and that
   edge, which is exactly where users evaluate, so this improves the endpoints.
