@@ -260,14 +260,14 @@ def build(recipe: Recipe, cfg: dict[str, Any]) -> Built:
     """Network (converted), loss, ω sampler, data loader and trainer config of a run."""
     torch.manual_seed(cfg["train"]["seed"])
     tmodel = convert_network(recipe.build_model(cfg), cfg)
-    tmodel.info.update(model_info(recipe, cfg, tmodel))
+    tmodel.info.update(model_info(recipe, cfg))
     sampler_cfg = dict(cfg["sampler"])
     sampler = build_sampler(sampler_cfg.pop("name"), p=cfg["p"], **sampler_cfg)
     train = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["train"].items()}
     return Built(tmodel, recipe.build_loss(cfg), sampler, train_loader(cfg), TrainConfig(**train))
 
 
-def model_info(recipe: Recipe, cfg: dict[str, Any], tmodel: tunify.TunableModel) -> dict[str, Any]:
+def model_info(recipe: Recipe, cfg: dict[str, Any]) -> dict[str, Any]:
     """``TunableModel.info`` (schema: ``tunify.hub.INFO_SCHEMA``): task, what each ω_i does, training setup."""
     info: dict[str, Any] = {
         "task": recipe.task,
