@@ -139,3 +139,28 @@ class BatchOnceNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         grid = torch.ones(1, 2, *x.shape[-2:], device=x.device)
         return self.body(x + self.encode(grid).repeat(x.shape[0], 1, 1, 1))
+
+
+class BiasedAttention(nn.Module):
+    """Passes its child's weight to F.linear with a bias of its own (timm's BEiT/EVA attention)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(8, 24, bias=False)
+        self.q_bias = nn.Parameter(torch.randn(8) * 0.1)
+        self.proj = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.q_bias])
+        q, k, v = F.linear(x, self.qkv.weight, bias).chunk(3, dim=-1)
+        return self.proj(torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v)
+
+
+class BiasedAttentionNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = BiasedAttention()
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.attn(x).mean(1))

@@ -136,3 +136,10 @@ def test_layer_run_once_for_the_batch_falls_back_to_one_sample_at_a_time() -> No
     torch.manual_seed(0)
     tmodel = check_model(models.BatchOnceNet().eval(), torch.randn(3, 3, 6, 6), ps=(2,))
     assert tmodel._vmap_per_sample
+
+
+def test_child_weight_passed_to_functional_call_by_its_parent() -> None:
+    torch.manual_seed(0)
+    tmodel = check_model(models.BiasedAttentionNet().eval(), torch.randn(3, 5, 8))
+    assert names(tmodel) == {"attn", "attn.proj", "head"}
+    assert tmodel.base_model.attn.tensor_names == ("qkv.weight",)

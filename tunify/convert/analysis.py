@@ -40,7 +40,8 @@ class _LayerLeafTracer(fx.Tracer):
 class CallSites:
     """What the analysis found.
 
-    ``functional``: owner module name -> names of its parameters passed to ``F.conv*``/``F.linear``.
+    ``functional``: calling module name -> names (relative to it) of the parameters it passes to
+    ``F.conv*``/``F.linear``.
     ``untraced``: modules that could not be traced whole, with the reason (their children were traced).
     """
 
@@ -53,16 +54,22 @@ def _join(prefix: str, name: str) -> str:
 
 
 def _record_functional(graph: fx.Graph, prefix: str, sites: CallSites) -> None:
+    """Each F.conv*/F.linear call on a parameter, attributed to the innermost module that makes the call
+    and owns the parameter (timm's BEiT passes ``self.qkv.weight`` from its attention module)."""
     for node in graph.nodes:
         if node.op != "call_function" or node.target not in _FUNCTIONAL:
             continue
-        tensors = [*node.args[1:3], node.kwargs.get("weight"), node.kwargs.get("bias")]
-        for arg in tensors:
-            if isinstance(arg, fx.Node) and arg.op == "get_attr":
-                owner, _, attr = _join(prefix, arg.target).rpartition(".")
-                names = sites.functional.setdefault(owner, [])
-                if attr not in names:
-                    names.append(attr)
+        callers = [_join(prefix, path) for path in node.meta.get("nn_module_stack", {})]
+        for arg in [*node.args[1:3], node.kwargs.get("weight"), node.kwargs.get("bias")]:
+            if not (isinstance(arg, fx.Node) and arg.op == "get_attr"):
+                continue
+            tensor = _join(prefix, arg.target)
+            owners = [c for c in callers if tensor.startswith(c + ".")] if callers else []
+            site = owners[-1] if owners else prefix
+            names = sites.functional.setdefault(site, [])
+            relative = tensor[len(site) + 1 :] if site else tensor
+            if relative not in names:
+                names.append(relative)
 
 
 def _trace(module: nn.Module, prefix: str, sites: CallSites) -> None:

@@ -66,10 +66,14 @@ class ConvertConfig:
 
     def selects(self, module: nn.Module, name: str) -> bool:
         """Whether a supported layer passes include, exclude, layer_types and filter_fn."""
+        if self.layer_types is not None and not isinstance(module, self.layer_types):
+            return False
+        return self.selects_module(module, name)
+
+    def selects_module(self, module: nn.Module, name: str) -> bool:
+        """Whether a module calling F.conv*/F.linear on its parameters passes include, exclude and filter_fn."""
         if self.include is not None and not matches(name, self.include):
             return False
         if matches(name, self.exclude):
-            return False
-        if self.layer_types is not None and not isinstance(module, self.layer_types):
             return False
         return self.filter_fn is None or bool(self.filter_fn(module, name))

@@ -90,23 +90,16 @@ class _Plan:
         self._fill_report(model)
 
     def _plan_functional(self, model: nn.Module) -> None:
-        converted = {alias[0] for aliases in self.layers.values() for alias in aliases}
-        for owner, attrs in find_call_sites(model).functional.items():
+        layer_names = {alias[0]: key for key, aliases in self.layers.items() for alias in aliases}
+        for site, tensors in find_call_sites(model).functional.items():
             self.found_any = True
-            if owner in converted:
-                raise ConversionError(
-                    f"the parameters {attrs} of layer {owner!r} are also used directly with F.conv*/F.linear "
-                    f"elsewhere in the model; exclude {owner!r} or untie the weights"
-                )
-            module = model.get_submodule(owner)
-            if self.config.include is not None and not matches(owner, self.config.include):
+            module = model.get_submodule(site)
+            if self.config.layer_types is not None or not self.config.selects_module(module, site):
                 continue
-            if matches(owner, self.config.exclude) or (
-                self.config.filter_fn is not None and not self.config.filter_fn(module, owner)
-            ):
-                continue
-            if self.config.layer_types is None or isinstance(module, self.config.layer_types):
-                self.modules[owner] = attrs
+            for tensor in tensors:  # a layer whose weight the site uses directly is converted with the site
+                owner = f"{site}.{tensor}".strip(".").rpartition(".")[0]
+                self.layers.pop(layer_names.get(owner), None)
+            self.modules[site] = tensors
 
     def _plan_tensors(self, model: nn.Module, spec: TargetSpec) -> None:
         inside_layers = {alias[0] for aliases in self.layers.values() for alias in aliases} | set(
@@ -137,7 +130,7 @@ class _Plan:
             )
         for owner, attrs in self.modules.items():
             module = model.get_submodule(owner)
-            tensors = [getattr(module, a) for a in attrs]
+            tensors = [module.get_parameter(a) for a in attrs]
             cls = "TunableTensor" if owner == "" else "TunableModule"
             self.report.append(
                 ReportRow(
@@ -235,8 +228,9 @@ def convert_with(
             setattr(parent, attr, tunable)
     for owner, attrs in plan.modules.items():
         if owner == "":
-            for attr in attrs:
-                make_tensor_tunable(model, attr, config.p, attr)
+            for name in attrs:
+                module_name, _, attr = name.rpartition(".")
+                make_tensor_tunable(model.get_submodule(module_name), attr, config.p, name)
         else:
             parent_name, _, attr = owner.rpartition(".")
             module = model.get_submodule(owner)
@@ -270,13 +264,7 @@ def bake(tmodel: TunableModel, omega: Tensor) -> nn.Module:
         raise ValueError(f"bake needs one omega of shape ({tmodel.p},), got {tuple(omega.shape)}")
     plain = copy.deepcopy(tmodel.base_model)
     omega = omega.to(next(plain.parameters()).device)
-    baked: dict[int, nn.Module] = {}
-    for parent in list(plain.modules()):
-        for attr, child in list(parent._modules.items()):
-            if isinstance(child, TunableLayer):
-                if id(child) not in baked:
-                    baked[id(child)] = child.materialize(omega)
-                setattr(parent, attr, baked[id(child)])
+    _bake_children(plain, omega, {})
     for module in list(plain.modules()):
         if parametrize.is_parametrized(module):
             _unparametrize(module, omega)
@@ -284,6 +272,20 @@ def bake(tmodel: TunableModel, omega: Tensor) -> nn.Module:
         for attr, value in attrs.items():
             setattr(plain.get_submodule(name), attr, value)
     return plain
+
+
+def _bake_children(module: nn.Module, omega: Tensor, baked: dict[int, nn.Module]) -> None:
+    """Replace every tunable layer below ``module`` by its plain layer at ``omega`` (shared layers once).
+
+    Recursion reaches the layers inside a materialised :class:`TunableModule` as well."""
+    for attr, child in list(module._modules.items()):
+        if isinstance(child, TunableLayer):
+            if id(child) not in baked:
+                baked[id(child)] = child.materialize(omega)
+                _bake_children(baked[id(child)], omega, baked)
+            setattr(module, attr, baked[id(child)])
+        elif child is not None:
+            _bake_children(child, omega, baked)
 
 
 def _unparametrize(module: nn.Module, omega: Tensor) -> None:
