@@ -39,7 +39,7 @@ __all__ = [
     "use_omega",
 ]
 
-_SUBPACKAGES = {"data", "evaluate", "hub", "objectives", "recipes", "train", "zoo"}
+_SUBPACKAGES = {"data", "evaluate", "hub", "inference", "objectives", "recipes", "strategies", "train", "zoo"}
 
 
 def __getattr__(name: str) -> Any:
