@@ -20,6 +20,7 @@ ALLOWED = {
     "train": {"objectives", "data", "convert", "layers"},
     "strategies": {"convert", "layers"},
     "hub": {"convert", "layers", "zoo", "evaluate", "data"},
+    "recipes": {"convert", "layers", "zoo", "evaluate", "data", "objectives", "train", "hub", "strategies"},
 }
 
 
