@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from overhead import compare  # the sibling script's interleaved timer
 from torch import nn
 
 import tunify
@@ -29,28 +28,6 @@ SMALL = {  # CPU-sized variants of the registered configurations
     "swinir_lightweight_x2": dict(depths=[2, 2], num_heads=[6, 6]),
     "nafnet_sidd_w32": dict(width=16, enc_blk_nums=[1, 1, 1, 1], middle_blk_num=1, dec_blk_nums=[1, 1, 1, 1]),
 }
-
-
-def timed(fn: Callable[[], Any], device: str) -> float:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
-def compare(
-    plain: Callable[[], Any], tunable: Callable[[], Any], device: str, rounds: int
-) -> tuple[float, float]:
-    """Median seconds per call of each, from alternating rounds after one warm-up call each."""
-    plain(), tunable()
-    a, b = [], []
-    for _ in range(rounds):
-        a.append(timed(plain, device))
-        b.append(timed(tunable, device))
-    return statistics.median(a), statistics.median(b)
 
 
 def train_step(model: nn.Module, x: torch.Tensor, omega: torch.Tensor | None) -> Callable[[], None]:
@@ -89,7 +66,7 @@ def measure(name: str, overrides: dict[str, Any], args: argparse.Namespace) -> l
     params = sum(p.numel() for p in plain.parameters())
     rows = []
     for case, plain_fn, tunable_fn in cases:
-        plain_s, tunable_s = compare(plain_fn, tunable_fn, args.device, args.rounds)
+        plain_s, tunable_s = compare(plain_fn, tunable_fn, args.device, args.rounds, repeats=1)
         row = dict(
             model=name,
             overrides=overrides,
