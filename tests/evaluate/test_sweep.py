@@ -95,3 +95,19 @@ def test_forward_override_and_explicit_omegas(tiny_set: ImageFolderEval) -> None
         sweep(MixModel(), tiny_set, [[0.2, 0.8, 0.0]], progress=False)
     with pytest.raises(ValueError, match="pass omegas or p"):
         sweep(nn.Identity(), tiny_set, progress=False)
+
+
+class UpscaleModel(MixModel):
+    """×2 nearest upscaling of the mix: output and input sizes differ, as in super-resolution."""
+
+    def forward(self, x: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+        return nn.functional.interpolate(super().forward(x, omega), scale_factor=2, mode="nearest")
+
+
+def test_sweep_super_resolution_sizes(tmp_path: Path) -> None:
+    """Without an ω-dependent target (sizes differ), PSNR_η is the PSNR against the high-resolution image."""
+    hr = torch.rand(3, 16, 20)
+    lr = hr[:, ::2, ::2]
+    rows = sweep(UpscaleModel(), [{"input": lr, "clean": hr}], out_dir=tmp_path, progress=False)
+    assert all(row["psnr_eta"] == row["psnr"] for row in rows)
+    assert (tmp_path / "tuning_strip.png").is_file()

@@ -224,10 +224,12 @@ def _run(
                     )
                 c = clean[None].expand_as(y)
                 metrics.add(s, "psnr", psnr(y, c, **kw))
-                z = x[None].expand_as(y)
-                metrics.add(
-                    s, "psnr_eta", psnr_eta(y, c, z, om[s:e], target_fn=fn, **kw) if fn else psnr(y, c, **kw)
-                )
+                if fn is None:  # no ω-dependent target (SR: input and output sizes differ): PSNR_η = PSNR
+                    metrics.add(s, "psnr_eta", psnr(y, c, **kw))
+                else:
+                    metrics.add(
+                        s, "psnr_eta", psnr_eta(y, c, x[None].expand_as(y), om[s:e], target_fn=fn, **kw)
+                    )
                 metrics.add(s, "ssim", ssim(y, c, **kw))
                 if cfg.lpips_metric is not None:
                     metrics.add(s, "lpips", cfg.lpips_metric(y, c))
