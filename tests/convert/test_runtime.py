@@ -151,3 +151,30 @@ def test_objectives_separate_into_the_kernels() -> None:
     with torch.no_grad():  # each corner is closer to its own target than to the other one
         first = tmodel(x, omega=torch.tensor([1.0, 0.0]))
         assert (first - targets[0]).abs().mean() < 0.5 * (first - targets[1]).abs().mean()
+
+
+def test_inference_cache_never_serves_stale_kernels() -> None:
+    """At a fixed ω without autograd the mixed kernels are reused; any change of ω or weights is seen."""
+    tmodel = tunable_net().eval()
+    x = torch.randn(2, 3, 8, 8)
+    omega = torch.tensor([0.3, 0.7])
+
+    def fresh() -> torch.Tensor:
+        with torch.enable_grad():
+            return tmodel(x, omega=omega.clone()).detach()
+
+    with torch.no_grad():
+        first = tmodel(x, omega=omega)
+        torch.testing.assert_close(tmodel(x, omega=omega), first)
+        omega[0] = 0.9  # in place
+        torch.testing.assert_close(tmodel(x, omega=omega), fresh())
+    optimiser = torch.optim.SGD(tmodel.parameters(), lr=0.1)
+    tmodel(x, omega=torch.rand(2, 2)).square().mean().backward()
+    optimiser.step()
+    with torch.no_grad():
+        torch.testing.assert_close(tmodel(x, omega=omega), fresh())
+    tmodel.double()
+    with torch.inference_mode():
+        out = tmodel(x.double(), omega=omega)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, tmodel(x.double(), omega=omega.clone()).detach())

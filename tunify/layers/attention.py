@@ -62,7 +62,7 @@ class TunableMultiheadAttention(TunableLayer):
             is_causal=is_causal,
         )
         if omega.ndim == 1 or query.dim() == 2 or omega.shape[0] == 1:
-            tensors = self.mixed(self.alpha(omega.reshape(-1, self.p)[0]))
+            tensors = self.shared_tensors(omega)
             return functional_call(self.base_layer, tensors, (query, key, value), kwargs)
         return self._per_sample(omega, query, key, value, **kwargs)
 

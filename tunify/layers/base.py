@@ -49,7 +49,7 @@ class OmegaReader(nn.Module):
                 f"{type(self).__name__} ran without omega: call the TunableModel as model(x, omega=...) "
                 "or run the layer inside tunify.use_omega(omega)"
             )
-        if not torch._C._functorch.is_batchedtensor(omega):  # a vmapped row must not outlive its vmap
+        if not _is_batched(omega):  # a vmapped row must not outlive its vmap
             self._last_omega = omega
         return omega
 
@@ -57,6 +57,19 @@ class OmegaReader(nn.Module):
         """α = φ(ω): (p,) for a shared ω, (B, p) per sample."""
         omega = self.omega() if omega is None else omega
         return self.phi(omega.to(self.phi.weight.dtype))
+
+
+def _is_batched(omega: Tensor) -> bool:
+    """Whether ω is a per-sample row under ``torch.func.vmap`` (never cached, never stored)."""
+    return torch._C._functorch.is_batchedtensor(omega)
+
+
+def _version(tensor: Tensor) -> int | None:
+    """The in-place version counter (inference-mode tensors have none)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return None
 
 
 def mix(copies: Sequence[Tensor], alpha: Tensor) -> Tensor:
@@ -120,6 +133,7 @@ class TunableLayer(OmegaReader):
     """
 
     tensor_names: tuple[str, ...] = ("weight", "bias")
+    _shared_cache: tuple[Tensor, tuple, dict[str, Tensor]] | None = None
 
     def __init__(self, base_layer: nn.Module, p: int, tensor_names: tuple[str, ...] | None = None) -> None:
         super().__init__()
@@ -156,6 +170,25 @@ class TunableLayer(OmegaReader):
     def mixed(self, alpha: Tensor) -> dict[str, Tensor]:
         """Every tunable tensor mixed with ``alpha`` (per sample when ``alpha`` is (B, p))."""
         return {name: self.bank(name)(alpha) for name in self.tensor_names}
+
+    def shared_tensors(self, omega: Tensor) -> dict[str, Tensor]:
+        """Every tunable tensor mixed at a shared ω ((p,) or (1, p)).
+
+        Without autograd (inference at a fixed ω) the result is kept until ω or any weight changes, so
+        a network applied image after image with one ω tensor mixes its kernels once and then costs what the
+        original costs. The cache is keyed on that ω tensor object and on version counters, which every
+        in-place update of ω or of a weight bumps, and on where the weights live (``.to()``, ``.half()``); a
+        new ω tensor simply mixes again.
+        """
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or _is_batched(omega):
+            return self.mixed(self.alpha(omega.reshape(-1, self.p)[0]))
+        key = (_version(omega), *((_version(p), p.data_ptr()) for p in self.parameters()))
+        cached = self._shared_cache
+        if cached is not None and cached[0] is omega and cached[1] == key:
+            return cached[2]
+        tensors = self.mixed(self.alpha(omega.reshape(-1, self.p)[0]))
+        self._shared_cache = (omega, key, tensors)
+        return tensors
 
     @torch.no_grad()
     def materialize(self, omega: Tensor) -> nn.Module:

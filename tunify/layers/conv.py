@@ -42,7 +42,7 @@ class TunableConv(TunableLayer):
         conv = self.base_layer
         unbatched = x.ndim == self.ndim + 1
         if omega.ndim == 1 or unbatched or omega.shape[0] == 1:
-            tensors = self.mixed(self.alpha(omega.reshape(-1, self.p)[0]))
+            tensors = self.shared_tensors(omega)
             return conv._conv_forward(x, tensors["weight"], tensors.get("bias"))
         check_rows(omega, x.shape[0], type(conv).__name__)
         alpha = self.alpha(omega)
@@ -80,7 +80,7 @@ class TunableConvTranspose(TunableLayer):
         fn = _CONV_T[self.ndim]
         unbatched = x.ndim == self.ndim + 1
         if omega.ndim == 1 or unbatched or omega.shape[0] == 1:
-            tensors = self.mixed(self.alpha(omega.reshape(-1, self.p)[0]))
+            tensors = self.shared_tensors(omega)
             return fn(
                 x,
                 tensors["weight"],

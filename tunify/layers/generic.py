@@ -36,7 +36,7 @@ class TunableModule(TunableLayer):
         omega = self.omega()
         if omega.ndim == 2 and omega.shape[0] > 1:
             return vmap_over_samples(self.forward, omega, args, kwargs, type(self.base_layer).__name__)
-        tensors = self.mixed(self.alpha(omega.reshape(-1, self.p)[0]))
+        tensors = self.shared_tensors(omega)
         return functional_call(self.base_layer, tensors, args, kwargs)
 
 

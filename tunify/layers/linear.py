@@ -24,7 +24,7 @@ class TunableLinear(TunableLayer):
     def forward(self, x: Tensor) -> Tensor:
         omega = self.omega()
         if omega.ndim == 1 or x.ndim == 1 or omega.shape[0] == 1:
-            tensors = self.mixed(self.alpha(omega.reshape(-1, self.p)[0]))
+            tensors = self.shared_tensors(omega)
             return F.linear(x, tensors["weight"], tensors.get("bias"))
         check_rows(omega, x.shape[0], "Linear")
         tensors = self.mixed(self.alpha(omega))  # weight [B, out, in], bias [B, out]
