@@ -34,7 +34,9 @@ def timed(fn, device: str) -> float:
 
 def compare(plain_fn, tunable_fn, device: str, rounds: int, repeats: int) -> tuple[float, float]:
     """Median seconds per call of each, measured in alternating rounds."""
-    for _ in range(repeats):  # warm-up: allocator, thread pool and (for the tunable layer) its inference cache
+    for _ in range(
+        repeats
+    ):  # warm-up: allocator, thread pool and (for the tunable layer) its inference cache
         plain_fn()
         tunable_fn()
     plain, tunable = [], []
