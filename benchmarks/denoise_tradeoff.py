@@ -214,6 +214,8 @@ def run_tradeoff(args: argparse.Namespace) -> dict[str, Any]:
     print(f"[pretrained] {json.dumps(reference)}", flush=True)
     if "tunify" in args.methods:
         tmodel = tunify.convert(pretrained(), p=2)
+        if args.anchor:
+            tunify.anchor(tmodel, 0)  # ω = (1, 0) stays the pretrained (fidelity) network
         tmodel = train(tmodel, make_sampler(args), loss_fn, noise, args, "tunify")
         methods["tunify"] = evaluate(tmodel, omegas, args, args.sigmas)
         strips["tunify"] = {"tunify": (tmodel, omegas)}
@@ -344,6 +346,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--sampler-kwargs", default="{}", help="JSON kwargs of the sampler")
     p.add_argument("--per-batch", action="store_true", help="one ω per batch instead of per sample")
+    p.add_argument(
+        "--anchor", action="store_true", help="tunify.anchor(model, 0): freeze the fidelity copy and φ"
+    )
     p.add_argument("--train-sigma", type=float, nargs=2, default=(5.0, 30.0))
     p.add_argument("--sigmas", type=float, nargs="+", default=[5.0, 15.0, 30.0], help="evaluation σ")
     p.add_argument("--eval-crop", type=int, default=128, help="center crop side for evaluation (0: full)")

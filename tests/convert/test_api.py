@@ -209,3 +209,25 @@ def test_p_copies_are_separate_contiguous_tensors(tmp_path) -> None:
     copies = [bank._parameters[str(i)] for i in range(4)]
     assert all(c.is_contiguous() for c in copies)
     assert len({c.data_ptr() for c in copies}) == 4
+
+
+def test_anchor_keeps_one_corner_at_the_pretrained_network() -> None:
+    net = small_net()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        reference = net(x)
+    tmodel = tunify.anchor(tunify.convert(net, 2), 0)
+    trainable = [p for p in tmodel.parameters() if p.requires_grad]
+    optimiser = torch.optim.Adam(trainable, lr=1e-2)
+    for _ in range(5):
+        optimiser.zero_grad()
+        tmodel(x, omega=torch.rand(2, 2)).square().mean().backward()
+        optimiser.step()
+    with torch.no_grad():
+        torch.testing.assert_close(tmodel(x, omega=torch.tensor([1.0, 0.0])), reference, atol=1e-6, rtol=1e-6)
+        assert (tmodel(x, omega=torch.tensor([0.0, 1.0])) - reference).abs().max() > 1e-3
+    assert all(
+        "phi" not in n and not n.endswith(".0") for n, p in tmodel.named_parameters() if p.requires_grad
+    )
+    with pytest.raises(ValueError, match=r"anchor index must be in \[0, 1\]"):
+        tunify.anchor(tmodel, 2)

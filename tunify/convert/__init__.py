@@ -1,5 +1,6 @@
 """Conversion of whole networks (fx analysis, selection, surgery, bake, save/load)."""
 
+from .anchor import anchor
 from .config import ConvertConfig
 from .io import CheckpointError, apply_spec, conversion_spec, load, read_checkpoint, save
 from .model import TunableModel
@@ -13,6 +14,7 @@ __all__ = [
     "ConvertConfig",
     "ReportRow",
     "TunableModel",
+    "anchor",
     "apply_spec",
     "bake",
     "conversion_spec",
