@@ -339,15 +339,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
     p.add_argument("--phi-lr-mult", type=float, default=TrainConfig.phi_lr_mult)
     p.add_argument("--schedule", default=TrainConfig.schedule)
-    p.add_argument("--warmup", type=int, default=TrainConfig.warmup_steps, help="linear LR warm-up steps")
+    p.add_argument("--warmup", type=int, default=20, help="linear LR warm-up steps")
     p.add_argument("--ema", type=float, default=TrainConfig.ema_decay, help="EMA decay (default: none)")
     p.add_argument(
-        "--sampler", default="uniform", help="tunify's ω sampler (tunify.objectives.sampler_names)"
+        "--sampler", default="simplex", help="tunify's ω sampler (tunify.objectives.sampler_names)"
     )
-    p.add_argument("--sampler-kwargs", default="{}", help="JSON kwargs of the sampler")
+    p.add_argument("--sampler-kwargs", default='{"concentration": 0.5}', help="JSON kwargs of the sampler")
     p.add_argument("--per-batch", action="store_true", help="one ω per batch instead of per sample")
     p.add_argument(
-        "--anchor", action="store_true", help="tunify.anchor(model, 0): freeze the fidelity copy and φ"
+        "--no-anchor",
+        dest="anchor",
+        action="store_false",
+        help="do not tunify.anchor(model, 0) (by default the fidelity copy and φ stay pretrained)",
     )
     p.add_argument("--train-sigma", type=float, nargs=2, default=(5.0, 30.0))
     p.add_argument("--sigmas", type=float, nargs="+", default=[5.0, 15.0, 30.0], help="evaluation σ")

@@ -102,9 +102,16 @@ def load_network(cfg: dict[str, Any]) -> nn.Module:
 
 
 def convert_network(net: nn.Module, cfg: dict[str, Any]) -> tunify.TunableModel:
-    """``tunify.convert(net, p, **default_tunable_targets(net))``: the layers the paper makes tunable."""
+    """``tunify.convert(net, p, **default_tunable_targets(net))``: the layers the paper makes tunable.
+
+    With ``model.anchor: i`` and a pretrained start, ``tunify.anchor`` keeps ω = e_i exactly the pretrained
+    network (measured in benchmarks/README.md: it closes the fidelity gap at no cost in between)."""
     options = dict(cfg["model"].get("targets") or {})
-    return tunify.convert(net, cfg["p"], **zoo.default_tunable_targets(net, **options))
+    tmodel = tunify.convert(net, cfg["p"], **zoo.default_tunable_targets(net, **options))
+    anchor = cfg["model"].get("anchor")
+    if anchor is not None and (cfg["model"].get("init") or "scratch") != "scratch":
+        tunify.anchor(tmodel, int(anchor))
+    return tmodel
 
 
 def multi_loss(
