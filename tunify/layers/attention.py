@@ -92,21 +92,17 @@ class TunableMultiheadAttention(TunableLayer):
         bq, bk, bv = t["in_proj_bias"].chunk(3, dim=1) if "in_proj_bias" in t else (None, None, None)
         q, k, v = _project(query, wq, bq), _project(key, wk, bk), _project(value, wv, bv)
 
-        attn_mask = F._canonical_mask(
-            mask=attn_mask,
-            mask_name="attn_mask",
-            other_type=None,
-            other_name="",
-            target_type=q.dtype,
-            check_other=False,
-        )
-        key_padding_mask = F._canonical_mask(
-            mask=key_padding_mask,
-            mask_name="key_padding_mask",
-            other_type=None,
-            other_name="",
-            target_type=q.dtype,
-            check_other=False,
+        # boolean masks (True = hidden) become additive float masks (-inf), as PyTorch's own forward does
+        attn_mask, key_padding_mask = (
+            F._canonical_mask(
+                mask=mask,
+                mask_name=name,
+                other_type=None,
+                other_name="",
+                target_type=q.dtype,
+                check_other=False,
+            )
+            for mask, name in ((attn_mask, "attn_mask"), (key_padding_mask, "key_padding_mask"))
         )
         if attn_mask is None and is_causal:
             src_len = k.shape[1]
