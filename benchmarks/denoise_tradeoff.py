@@ -27,6 +27,7 @@ from torch.utils.data import Subset
 
 import tunify
 from tunify.data import GaussianNoise, ImageFolderEval, ImageFolderPatches, make_patch_loader
+from tunify.data.degradations.blur import gaussian_blur
 from tunify.data.degradations.chain import blur_noise
 from tunify.evaluate import noise_preservation_target, sweep, tuning_strip
 from tunify.objectives import (
@@ -157,7 +158,7 @@ def evaluate(
     omegas: Tensor,
     args: argparse.Namespace,
     sigmas: Sequence[float],
-    target_fn: Callable[..., Tensor] | None = noise_preservation_target,
+    target_fn: Callable[..., Tensor] | dict[str, Callable[..., Tensor]] | None = noise_preservation_target,
     degradations: dict[str, Any] | None = None,
     images: int | None = None,
 ) -> dict[str, dict[str, Any]]:
@@ -167,9 +168,8 @@ def evaluate(
     with torch.no_grad():
         for level, degradation in degradations.items():
             for name, ds in eval_sets(args, degradation, args.images if images is None else images).items():
-                rows = sweep(
-                    model, ds, omegas, max_batch=5, target_fn=target_fn, progress=False, dataset_name=name
-                )
+                fn = target_fn[level] if isinstance(target_fn, dict) else target_fn
+                rows = sweep(model, ds, omegas, max_batch=5, target_fn=fn, progress=False, dataset_name=name)
                 result[name]["per_level"][level] = {
                     "psnr": [r["psnr"] for r in rows],
                     "psnr_eta": [r["psnr_eta"] for r in rows],
@@ -261,18 +261,22 @@ def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
         "noise_blur",
     )
 
-    def target(clean: Tensor, degraded: Tensor, omega: Tensor) -> Tensor:
-        kept = kept_noise(clean, degraded, omega[:, 0], 0.9)
-        return unsharp_mask_target(kept, omega[:, 1])
+    def target_at(rho: float) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+        """The training target of this level: keep ω1·ν of the added noise (not the blur), sharpen by ω2."""
+
+        def target(clean: Tensor, degraded: Tensor, omega: Tensor) -> Tensor:
+            noise = degraded - gaussian_blur(clean, rho)
+            kept = kept_noise(clean, clean + noise, omega[:, 0], 0.9)
+            return unsharp_mask_target(kept, omega[:, 1])
+
+        return target
 
     omegas = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.5, 0.5]])
-    levels = {
-        f"rho={r:g},sigma={s:g}": blur_noise(rho=r, sigma=s)
-        for r in args.noise_blur_rhos
-        for s in args.sigmas
-    }
+    names = {(r, s): f"rho={r:g},sigma={s:g}" for r in args.noise_blur_rhos for s in args.sigmas}
+    levels = {name: blur_noise(rho=r, sigma=s) for (r, s), name in names.items()}
+    targets = {name: target_at(r) for (r, _), name in names.items()}
     n = args.noise_blur_images
-    grid = evaluate(model, omegas, args, args.sigmas, target_fn=target, degradations=levels, images=n)
+    grid = evaluate(model, omegas, args, args.sigmas, target_fn=targets, degradations=levels, images=n)
     pre = evaluate(
         FixedOmega(pretrained()), omegas[:1], args, args.sigmas, target_fn=None, degradations=levels
     )

@@ -47,7 +47,7 @@ def test_loader_with_workers_gives_reproducible_dict_batches(folder: Path) -> No
 
     a, b, c = first_batches(0), first_batches(0), first_batches(1)
     assert len(a) == 2
-    assert set(a[0]) == {"input", "clean", "sigma"}
+    assert set(a[0]) == {"input", "clean", "sigma", "noise"}
     assert a[0]["input"].shape == a[0]["clean"].shape == (3, 3, 16, 16) and a[0]["sigma"].shape == (3,)
     assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b, strict=True) for k in x)
     assert not torch.equal(a[0]["clean"], c[0]["clean"])

@@ -42,7 +42,7 @@ def test_reproducible_with_a_seed_and_rebuildable_from_config(cfg: object) -> No
     y3, _ = build_degradation(deg.to_config())(x, _gen(1))
     assert torch.equal(y1, y2) and torch.equal(y1, y3)
     assert p1.keys() == p2.keys() and all(torch.equal(p1[k], p2[k]) for k in p1)
-    assert all(v.shape == (3,) for v in p1.values())
+    assert all(v.shape == ((3,) if k != "noise" else y1.shape) for k, v in p1.items())
     if "noise" in str(deg) or "blur(rho=[" in str(deg):
         assert not torch.equal(y1, deg(x, _gen(2))[0])
 
@@ -134,5 +134,5 @@ def test_build_degradation_errors_and_names() -> None:
 def test_blur_then_noise_reports_both_parameters() -> None:
     x = torch.full((4, 3, 24, 24), 0.5)
     y, params = build_degradation({"name": "blur_noise", "rho": [1, 2], "sigma": [10, 20]})(x, _gen())
-    assert set(params) == {"rho", "sigma"} and y.shape == x.shape
+    assert set(params) == {"rho", "sigma", "noise"} and y.shape == x.shape
     assert params["rho"].min() >= 1 and params["sigma"].max() <= 20

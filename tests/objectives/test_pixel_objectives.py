@@ -114,3 +114,19 @@ def test_pixel_objectives_pass_gradients(batch):
     )
     total.backward()
     assert out.grad is not None and out.grad.abs().sum() > 0
+
+
+def test_noise_preservation_keeps_the_recorded_noise_not_the_blur() -> None:
+    """With blur then noise, the target keeps ω·ν·n (the added noise), never the blur residual."""
+    from tunify.data.degradations.chain import blur_noise
+
+    clean = torch.rand(2, 3, 24, 24)
+    degraded, params = blur_noise(rho=2.0, sigma=25.0)(clean, torch.Generator().manual_seed(0))
+    batch = {"input": degraded, "clean": clean, **params}
+    omega = torch.tensor([[0.0, 1.0], [0.0, 0.5]])
+    objective = NoisePreservation(omega_index=1)
+    expected = clean + omega[:, 1].view(2, 1, 1, 1) * 0.9 * params["noise"]
+    loss = objective(expected, batch, omega, 1)
+    assert torch.allclose(loss, torch.zeros(2), atol=1e-6)
+    without_record = {"input": degraded, "clean": clean}  # then z − y (noise and blur) is kept
+    assert (objective(expected, without_record, omega, 1) > 1e-3).all()

@@ -116,7 +116,9 @@ class ImageFolderPatches(Dataset):
 def degrade_batch(
     clean: torch.Tensor, degradation: DegradationFn | None, generator: torch.Generator | None = None
 ) -> dict[str, torch.Tensor]:
-    """Turn a clean batch into the trainer's dict batch: {"input", "clean", **drawn params (each [B])}.
+    """Turn a clean batch into the trainer's dict batch: {"input", "clean", **drawn params}.
+
+    Params are per sample: [B] values (σ, ρ, scale) and, for noise, the added noise itself ("noise").
 
     Call it on the device inside the training loop to degrade on the GPU, or let `DegradeCollate` do it in
     the loader workers. `degradation=None` gives input = clean (identity).

@@ -31,6 +31,16 @@ def noise_preservation_target(
     return clean + per_sample(strength, clean) * nu * (noisy - clean)
 
 
+def noise_only_input(batch: Batch, clean: Tensor, noisy_key: str, like: Tensor) -> Tensor:
+    """y + n: the clean image plus only the noise the degradation added (``batch["noise"]``), so that a
+    noise-preserving target keeps the noise but not the blur; the degraded input itself when the batch does not
+    record its noise (then z − y is taken as the noise)."""
+    noise = batch.get("noise")
+    if isinstance(noise, Tensor) and noise.shape == clean.shape:
+        return clean + noise.to(device=like.device, dtype=like.dtype)
+    return batch_tensor(batch, noisy_key, like)
+
+
 def gaussian_kernel(size: int = 9, sigma: float = 2.5, *, dtype: torch.dtype = torch.float32) -> Tensor:
     """Normalised 2-D Gaussian (size, size), the blur g of the unsharp mask."""
     if size < 1 or size % 2 == 0:
@@ -93,7 +103,7 @@ class NoisePreservation(Objective):
 
     def forward(self, output: Tensor, batch: Batch, omega: Tensor, index: int) -> Tensor:
         clean = batch_tensor(batch, self.clean_key, output)
-        noisy = batch_tensor(batch, self.noisy_key, output)
+        noisy = noise_only_input(batch, clean, self.noisy_key, output)
         target = noise_preservation_target(clean, noisy, self.strength(omega, index), self.nu)
         return per_sample_l1(output, target)
 
@@ -136,7 +146,7 @@ class UnsharpMask(Objective):
                 raise ValueError(
                     f"noise_omega_index {self.noise_omega_index} out of range for p={omega.shape[1]}"
                 )
-            noisy = batch_tensor(batch, self.noisy_key, output)
+            noisy = noise_only_input(batch, base, self.noisy_key, output)
             base = noise_preservation_target(base, noisy, omega[:, self.noise_omega_index], self.nu)
         target = unsharp_mask_target(
             base, self.strength(omega, index), self.gamma, self.kernel_size, self.sigma

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import torch
 
-Params = dict[str, torch.Tensor]  # per-sample parameters, each of shape [B]
+Params = dict[str, torch.Tensor]  # per-sample parameters: [B] values, or [B, C, H, W] (the added noise)
 
 _REGISTRY: dict[str, Callable[..., Degradation]] = {}
 

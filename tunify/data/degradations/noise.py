@@ -49,4 +49,6 @@ class GaussianNoise(Degradation):
     def apply(self, clean: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, Params]:
         sigma = draw_uniform(as_range(self.sigma, "sigma"), clean.shape[0], generator, clean.device)  # [B]
         noisy = add_gaussian_noise(clean, sigma.to(clean.dtype), generator=generator, clip=self.clip)
-        return noisy, {"sigma": sigma}
+        # the noise itself: after other degradations (blur), z − y is not the noise, and noise-preserving
+        # targets must keep only what this step added
+        return noisy, {"sigma": sigma, "noise": noisy - clean}
