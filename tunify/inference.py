@@ -46,6 +46,21 @@ def _window(
     return w
 
 
+def _axis_windows(starts: list[int], size: int, scale: int, device: torch.device) -> list[Tensor]:
+    """The blending window of every tile along one axis (computed once, shared by the other axis' tiles)."""
+    return [
+        _window(
+            start,
+            size,
+            starts[k - 1] + size if k else None,
+            starts[k + 1] if k + 1 < len(starts) else None,
+            scale,
+            device,
+        )
+        for k, start in enumerate(starts)
+    ]
+
+
 def infer_scale(model: Any, x: Tensor, omega: Tensor, probe: int = 16) -> int:
     """The integer output/input size ratio of an image-to-image model, from a small probe crop."""
     h, w = min(probe, x.shape[-2]), min(probe, x.shape[-1])
@@ -90,27 +105,12 @@ def tiled_forward(
     out: Tensor | None = None
     weight = torch.zeros(1, 1, height * scale, width * scale, device=x.device)
     bar = tqdm(total=len(rows) * len(cols), desc="tiles", unit="tile", disable=not progress, leave=False)
+    th, tw = min(tile, height), min(tile, width)
+    row_windows = _axis_windows(rows, th, scale, x.device)
+    col_windows = _axis_windows(cols, tw, scale, x.device)
     with torch.inference_mode():
-        for i, top in enumerate(rows):
-            th = min(tile, height)
-            wy = _window(
-                top,
-                th,
-                rows[i - 1] + th if i else None,
-                rows[i + 1] if i + 1 < len(rows) else None,
-                scale,
-                x.device,
-            )
-            for j, left in enumerate(cols):
-                tw = min(tile, width)
-                wx = _window(
-                    left,
-                    tw,
-                    cols[j - 1] + tw if j else None,
-                    cols[j + 1] if j + 1 < len(cols) else None,
-                    scale,
-                    x.device,
-                )
+        for top, wy in zip(rows, row_windows, strict=True):
+            for left, wx in zip(cols, col_windows, strict=True):
                 y = model(x[..., top : top + th, left : left + tw], omega=omega)
                 if out is None:
                     out = torch.zeros(
