@@ -35,7 +35,7 @@ def conversion_spec(tmodel: TunableModel) -> dict[str, Any]:
     return {
         "tunify_version": __version__,
         "p": tmodel.p,
-        "layers": [row.name.split(" (= ")[0] for row in report if row.kind != "tensor"],
+        "layers": [row.name for row in report if row.kind != "tensor"],
         "tensors": [row.name for row in report if row.kind == "tensor"],
         "allow_extrapolation": tmodel.config.allow_extrapolation,
         "batch_dim": tmodel.config.batch_dim,
@@ -66,7 +66,7 @@ def apply_spec(model: nn.Module, spec: dict[str, Any]) -> TunableModel:
         raise CheckpointError(
             f"the network does not have the converted layers the checkpoint expects: {expected} ({error})"
         ) from None
-    found = [row.name.split(" (= ")[0] for row in plan]
+    found = plan.names()
     if sorted(found) != sorted(expected):
         missing = sorted(set(expected) - set(found))
         raise CheckpointError(

@@ -15,6 +15,11 @@ class ReportRow:
     shape: str
     tunable_class: str
     params_added: int
+    aliases: tuple[str, ...] = ()  # other names of a shared layer (converted once, reached by each)
+
+    @property
+    def shown_name(self) -> str:
+        return self.name + "".join(f" (= {alias})" for alias in self.aliases)
 
 
 class ConversionReport(list[ReportRow]):
@@ -32,7 +37,7 @@ class ConversionReport(list[ReportRow]):
 
     def __str__(self) -> str:
         header = ("name", "kind", "type", "shape", "tunable", "params added")
-        rows = [(r.name, r.kind, r.type, r.shape, r.tunable_class, f"{r.params_added:,}") for r in self]
+        rows = [(r.shown_name, r.kind, r.type, r.shape, r.tunable_class, f"{r.params_added:,}") for r in self]
         widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
         lines = [
             "  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) for line in (header, *rows)

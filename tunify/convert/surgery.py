@@ -123,11 +123,12 @@ class _Plan:
             if isinstance(layer, nn.MultiheadAttention):
                 tensors = [t for t in layer.parameters() if t is not layer.bias_k and t is not layer.bias_v]
             kind = "layer" if factory is not TunableModule else "module"
-            shown = name + "".join(f" (= {a[0]})" for a in aliases[1:])
             cls = getattr(factory, "__name__", type(factory).__name__)
-            self.report.append(
-                ReportRow(shown, kind, type(layer).__name__, _shape(tensors), cls, _added(p, tensors))
+            others = tuple(a[0] for a in aliases[1:])
+            row = ReportRow(
+                name, kind, type(layer).__name__, _shape(tensors), cls, _added(p, tensors), others
             )
+            self.report.append(row)
         for owner, attrs in self.modules.items():
             module = model.get_submodule(owner)
             tensors = [module.get_parameter(a) for a in attrs]
