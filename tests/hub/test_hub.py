@@ -68,6 +68,7 @@ def test_zoo_round_trip_and_card(tmp_path: Path) -> None:
     assert card.data.library_name == "tunify" and "tunable-convolutions" in card.data.tags
     assert "| (0, 1) | 30.00 |" in card.text and "](tuning_strip.png)" in card.text
     assert 'tunify.from_pretrained("acme/dn")' in card.text
+    assert "tunify.bake(model, torch.tensor([0.3,0.7]))" in card.text  # the card shows how to fix ω
     loaded = from_pretrained(tmp_path / "d")
     _same_outputs(tmodel, loaded, torch.rand(2, 3, 16, 16))
     save_pretrained(tmodel, tmp_path / "d")  # overwriting an existing folder works and leaves no temp dir

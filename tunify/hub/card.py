@@ -53,7 +53,9 @@ $results
 import torch, tunify
 
 model = tunify.from_pretrained("$repo_id")          # rebuilds the network, loads model.safetensors strictly
-y = model(x, omega=torch.tensor([$omega_example]))  # x: (B, 3, H, W) in [0, 1]
+y = model(x, omega=torch.tensor([$omega_example]))  # x: (B, 3, H, W) in [0, 1]; one ω for the batch
+y = model(x, omega=torch.rand(x.shape[0], $p))         # or one ω per image
+plain = tunify.bake(model, torch.tensor([$omega_example]))  # an ordinary network fixed at that ω
 ```
 
 or from the command line:

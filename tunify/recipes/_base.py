@@ -117,7 +117,9 @@ def convert_network(net: nn.Module, cfg: dict[str, Any]) -> tunify.TunableModel:
 def multi_loss(
     cfg: dict[str, Any], objectives: Sequence[Any] | None = None, **kwargs: Any
 ) -> ParametricMultiLoss:
-    """The parametric multi-loss of ``cfg["objectives"]`` weighted by ``cfg["loss_weights"]`` (λ_i)."""
+    """The parametric multi-loss of ``cfg["objectives"]`` weighted by ``cfg["loss_weights"]`` (λ_i) and,
+    per objective, by the ω entry ``cfg["weight_by"]`` names (default ω_i; null: a constant weight)."""
+    kwargs.setdefault("weight_by", cfg.get("weight_by"))
     return ParametricMultiLoss(
         objectives if objectives is not None else cfg["objectives"],
         cfg.get("loss_weights"),

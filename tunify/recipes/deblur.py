@@ -21,7 +21,7 @@ from tunify.recipes.denoise import build_model
 
 def build_loss(cfg: dict[str, Any]) -> Any:
     """A single unsharp-mask objective read by both ω entries, with a constant weight (``weight_by: [null]``)."""
-    return multi_loss(cfg, weight_by=cfg["weight_by"])
+    return multi_loss(cfg)
 
 
 def sweep_options(cfg: dict[str, Any], model: nn.Module) -> dict[str, Any]:
