@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tunify.recipes import RECIPES, ConfigError, apply_overrides, apply_preset, load_config
-from tunify.recipes._config import config_path
+from tunify.recipes._config import RECIPES_DIR, config_path
 
 BASE = {
     "p": 2,
@@ -55,3 +57,21 @@ def test_every_recipe_config_loads_with_its_presets(name):
         assert resolved["p"] == len(resolved.get("loss_weights") or []) or name == "deblur"
     with pytest.raises(ConfigError, match="unknown preset"):
         apply_preset(cfg, "huge")
+
+
+def test_configs_ship_inside_the_package() -> None:
+    """``tunify/recipes/configs`` is the repository's ``recipes/`` (a link), so wheels carry the YAML files."""
+    repo_configs = Path(__file__).resolve().parents[2] / "recipes"
+    shipped = sorted(p.name for p in RECIPES_DIR.glob("*.yaml"))
+    assert shipped == sorted(p.name for p in repo_configs.glob("*.yaml"))
+    assert {
+        "denoise.yaml",
+        "deblur.yaml",
+        "swinir_sr.yaml",
+        "swinir_dn.yaml",
+        "nafnet_dn.yaml",
+        "style.yaml",
+    } <= set(shipped)
+    assert config_path("denoise").read_bytes() == (repo_configs / "denoise.yaml").read_bytes()
+    pyproject = (repo_configs.parent / "pyproject.toml").read_text()
+    assert '"recipes/configs/*.yaml"' in pyproject

@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
-#: Where ``recipes/<name>.yaml`` live: the repository root, beside the ``tunify`` package.
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+#: The recipe configs: ``recipes/`` at the repository root, shipped in the package through the
+#: ``configs`` link (so ``python -m tunify.recipes.<name>`` finds them in an installed wheel too).
+RECIPES_DIR = Path(__file__).parent / "configs"
 PRESETS_KEY = "presets"
 
 
@@ -24,7 +25,7 @@ class ConfigError(ValueError):
 
 
 def config_path(name: str) -> Path:
-    """The default config of recipe ``name`` (``recipes/<name>.yaml`` at the repository root)."""
+    """The default config of recipe ``name`` (``recipes/<name>.yaml``)."""
     return RECIPES_DIR / f"{name}.yaml"
 
 
