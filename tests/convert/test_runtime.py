@@ -178,3 +178,33 @@ def test_inference_cache_never_serves_stale_kernels() -> None:
         out = tmodel(x.double(), omega=omega)
     assert out.dtype == torch.float64
     torch.testing.assert_close(out, tmodel(x.double(), omega=omega.clone()).detach())
+
+
+class ScaledNet(nn.Module):
+    """A conv followed by a per-channel scale of shape (1, C, 1, 1), NAFNet's β/γ pattern."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.scale = nn.Parameter(torch.rand(1, 4, 1, 1) + 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * self.scale
+
+
+def test_inference_cache_of_tunable_tensors() -> None:
+    """A tunable plain tensor is mixed once per (ω, weights) at inference, and re-mixed when either changes."""
+    torch.manual_seed(0)
+    tmodel = spread_copies(tunify.convert(ScaledNet(), 2, parameters=["scale"]), scale=0.5).eval()
+    module = tmodel.base_model
+    x, omega = torch.randn(2, 3, 8, 8), torch.tensor([0.2, 0.8])
+    with torch.no_grad():
+        with tunify.use_omega(omega):
+            assert module.scale is module.scale  # the same mixed tensor while ω and the copies stay
+        first = tmodel(x, omega=omega)
+        module.parametrizations.scale.original1.mul_(2.0)
+        second = tmodel(x, omega=omega)
+    with torch.enable_grad():
+        expected = tmodel(x, omega=omega.clone()).detach()
+    torch.testing.assert_close(second, expected)
+    assert not torch.allclose(first, second)

@@ -9,13 +9,15 @@ gradient of an objective weighted by ω_i reaches the i-th copy most strongly fr
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from .omega import MissingOmegaError, current_omega, in_backward
+
+T = TypeVar("T")
 
 
 def check_p(p: int) -> None:
@@ -38,6 +40,7 @@ class OmegaReader(nn.Module):
     p: int
     phi: nn.Linear
     _last_omega: Tensor | None = None
+    _shared_cache: tuple[Tensor, tuple, Any] | None = None
 
     def omega(self) -> Tensor:
         """The ω of the current call ((p,) or (B, p))."""
@@ -52,6 +55,26 @@ class OmegaReader(nn.Module):
         if not _is_batched(omega):  # a vmapped row must not outlive its vmap
             self._last_omega = omega
         return omega
+
+    def mix_shared(self, omega: Tensor, tensors: Sequence[Tensor], mix_fn: Callable[[Tensor], T]) -> T:
+        """``mix_fn(α)`` at a shared ω ((p,) or (1, p)), where ``tensors`` are all it reads besides α.
+
+        Without autograd (inference at a fixed ω) the result is kept until ω or any of ``tensors`` or φ
+        changes, so a network applied image after image with one ω tensor mixes its kernels once and then
+        costs what the original costs. The cache is keyed on that ω tensor object and on version counters,
+        which every in-place update of ω or of a weight bumps, and on where the tensors live (``.to()``,
+        ``.half()``); a new ω tensor simply mixes again.
+        """
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or _is_batched(omega):
+            return mix_fn(self.alpha(omega.reshape(-1, self.p)[0]))
+        watched = (*tensors, *self.phi.parameters())
+        key = (_version(omega), *((_version(t), t.data_ptr()) for t in watched))
+        cached = self._shared_cache
+        if cached is not None and cached[0] is omega and cached[1] == key:
+            return cached[2]
+        result = mix_fn(self.alpha(omega.reshape(-1, self.p)[0]))
+        self._shared_cache = (omega, key, result)
+        return result
 
     def alpha(self, omega: Tensor | None = None) -> Tensor:
         """α = φ(ω): (p,) for a shared ω, (B, p) per sample."""
@@ -133,7 +156,6 @@ class TunableLayer(OmegaReader):
     """
 
     tensor_names: tuple[str, ...] = ("weight", "bias")
-    _shared_cache: tuple[Tensor, tuple, dict[str, Tensor]] | None = None
 
     def __init__(self, base_layer: nn.Module, p: int, tensor_names: tuple[str, ...] | None = None) -> None:
         super().__init__()
@@ -172,23 +194,9 @@ class TunableLayer(OmegaReader):
         return {name: self.bank(name)(alpha) for name in self.tensor_names}
 
     def shared_tensors(self, omega: Tensor) -> dict[str, Tensor]:
-        """Every tunable tensor mixed at a shared ω ((p,) or (1, p)).
-
-        Without autograd (inference at a fixed ω) the result is kept until ω or any weight changes, so
-        a network applied image after image with one ω tensor mixes its kernels once and then costs what the
-        original costs. The cache is keyed on that ω tensor object and on version counters, which every
-        in-place update of ω or of a weight bumps, and on where the weights live (``.to()``, ``.half()``); a
-        new ω tensor simply mixes again.
-        """
-        if torch.is_grad_enabled() or torch.compiler.is_compiling() or _is_batched(omega):
-            return self.mixed(self.alpha(omega.reshape(-1, self.p)[0]))
-        key = (_version(omega), *((_version(p), p.data_ptr()) for p in self.parameters()))
-        cached = self._shared_cache
-        if cached is not None and cached[0] is omega and cached[1] == key:
-            return cached[2]
-        tensors = self.mixed(self.alpha(omega.reshape(-1, self.p)[0]))
-        self._shared_cache = (omega, key, tensors)
-        return tensors
+        """Every tunable tensor mixed at a shared ω ((p,) or (1, p)), cached at inference (:meth:`mix_shared`)."""
+        banks = [t for name in self.tensor_names for t in self.bank(name).parameters()]
+        return self.mix_shared(omega, banks, self.mixed)
 
     @torch.no_grad()
     def materialize(self, omega: Tensor) -> nn.Module:

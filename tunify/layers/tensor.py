@@ -37,7 +37,7 @@ class TunableTensor(OmegaReader):
     def forward(self, *copies: Tensor) -> Tensor:
         omega = self.omega()
         if omega.ndim == 1 or omega.shape[0] == 1:
-            return mix(copies, self.alpha(omega.reshape(-1, self.p)[0]))
+            return self.mix_shared(omega, copies, lambda alpha: mix(copies, alpha))
         if self.needs_vmap:
             raise ValueError(
                 f"tunable tensor {self.name!r} of shape {tuple(copies[0].shape)} cannot take per-sample omega "
