@@ -27,7 +27,6 @@ from torch.utils.data import Subset
 
 import tunify
 from tunify.data import GaussianNoise, ImageFolderEval, ImageFolderPatches, make_patch_loader
-from tunify.data.degradations.blur import gaussian_blur
 from tunify.data.degradations.chain import blur_noise
 from tunify.evaluate import noise_preservation_target, sweep, tuning_strip
 from tunify.objectives import (
@@ -261,22 +260,16 @@ def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
         "noise_blur",
     )
 
-    def target_at(rho: float) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
-        """The training target of this level: keep ω1·ν of the added noise (not the blur), sharpen by ω2."""
-
-        def target(clean: Tensor, degraded: Tensor, omega: Tensor) -> Tensor:
-            noise = degraded - gaussian_blur(clean, rho)
-            kept = kept_noise(clean, clean + noise, omega[:, 0], 0.9)
-            return unsharp_mask_target(kept, omega[:, 1])
-
-        return target
+    def target(clean: Tensor, degraded: Tensor, omega: Tensor) -> Tensor:
+        """The training target: keep ω1·ν of the added noise (``degraded`` is clean + that noise in a sweep,
+        not the blurred input), then sharpen by ω2."""
+        return unsharp_mask_target(kept_noise(clean, degraded, omega[:, 0], 0.9), omega[:, 1])
 
     omegas = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.5, 0.5]])
     names = {(r, s): f"rho={r:g},sigma={s:g}" for r in args.noise_blur_rhos for s in args.sigmas}
     levels = {name: blur_noise(rho=r, sigma=s) for (r, s), name in names.items()}
-    targets = {name: target_at(r) for (r, _), name in names.items()}
     n = args.noise_blur_images
-    grid = evaluate(model, omegas, args, args.sigmas, target_fn=targets, degradations=levels, images=n)
+    grid = evaluate(model, omegas, args, args.sigmas, target_fn=target, degradations=levels, images=n)
     pre = evaluate(
         FixedOmega(pretrained()), omegas[:1], args, args.sigmas, target_fn=None, degradations=levels
     )

@@ -111,3 +111,22 @@ def test_sweep_super_resolution_sizes(tmp_path: Path) -> None:
     rows = sweep(UpscaleModel(), [{"input": lr, "clean": hr}], out_dir=tmp_path, progress=False)
     assert all(row["psnr_eta"] == row["psnr"] for row in rows)
     assert (tmp_path / "tuning_strip.png").is_file()
+
+
+def test_psnr_eta_with_blur_keeps_the_noise_not_the_blur(tmp_path: Path) -> None:
+    """With blur + noise, the noise-preserving target is clean + ν·ω2·noise: the blur is not kept."""
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (24, 28, 3), dtype=np.uint8)).save(tmp_path / "b.png")
+    data = ImageFolderEval(
+        tmp_path, build_degradation({"name": "blur_noise", "rho": 2.0, "sigma": 25.0}), seed=0
+    )
+    item = data[0]
+    sharp_noisy = item["clean"] + 0.9 * item["noise"]  # the training target at ω = (0, 1)
+
+    def ideal(x: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+        return sharp_noisy.expand(x.shape[0], -1, -1, -1)
+
+    (row,) = sweep(MixModel(), data, omegas=torch.tensor([[0.0, 1.0]]), forward=ideal, progress=False)
+    assert row["psnr_eta"] > 60  # equal to the target up to 8-bit rounding
+    blurred_target = item["clean"] + 0.9 * (item["input"] - item["clean"])
+    assert psnr(sharp_noisy.clamp(0, 1), blurred_target.clamp(0, 1)).item() < 40  # the old target differs

@@ -125,7 +125,9 @@ def sweep(
             shared ω of shape (p,).
         max_batch: most ω rows in one forward.
         forward: `forward(x, omega) -> y` override (e.g. tiled inference); default `model(x, omega=omega)`.
-        target_fn: `target_fn(clean, degraded, omega_rows) -> target` for PSNR_η. The default, the paper's
+        target_fn: `target_fn(clean, degraded, omega_rows) -> target` for PSNR_η, where `degraded` is
+            clean + the item's recorded "noise" when there is one (blur is not noise), else the input. The
+            default, the paper's
             noise-preservation target, needs p >= 2 and same-size input/clean; otherwise (or with None) the
             target is the clean image and PSNR_η equals PSNR.
         y_channel, crop_border: metric convention (Y channel and `crop_border=scale` for SR).
@@ -213,6 +215,7 @@ def _run(
             fn = cfg.target_fn
             if fn is noise_preservation_target and (om.shape[1] < 2 or x.shape != clean.shape):
                 fn = None
+            reference = _noisy_reference(item, x, clean)[None]
             outputs = []
             for s, e in chunks:
                 rows = om[s:e].to(device=x_dev.device, dtype=x.dtype)  # [b, p]
@@ -228,7 +231,7 @@ def _run(
                     metrics.add(s, "psnr_eta", psnr(y, c, **kw))
                 else:
                     metrics.add(
-                        s, "psnr_eta", psnr_eta(y, c, x[None].expand_as(y), om[s:e], target_fn=fn, **kw)
+                        s, "psnr_eta", psnr_eta(y, c, reference.expand_as(y), om[s:e], target_fn=fn, **kw)
                     )
                 metrics.add(s, "ssim", ssim(y, c, **kw))
                 if cfg.lpips_metric is not None:
@@ -241,6 +244,16 @@ def _run(
     if not names:
         raise ValueError("the dataset is empty")
     return metrics, names, strip
+
+
+def _noisy_reference(item: Mapping[str, Any], x: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """The degraded image ω-dependent targets read: the clean image plus only the noise the degradation
+    recorded (``item["noise"]``), so that with blur + noise a noise-preserving target keeps the noise and not
+    the blur, as in training; the input itself when no noise is recorded."""
+    noise = item.get("noise")
+    if isinstance(noise, torch.Tensor) and noise.shape == clean.shape:
+        return clean + noise
+    return x
 
 
 def _strip_panels(

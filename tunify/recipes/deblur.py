@@ -25,7 +25,8 @@ def build_loss(cfg: dict[str, Any]) -> Any:
 
 
 def sweep_options(cfg: dict[str, Any], model: nn.Module) -> dict[str, Any]:
-    """PSNR_η against the training target of each ω, so every grid point is scored on its own objective."""
+    """PSNR_η against the training target of each ω, so every grid point is scored on its own objective
+    (the sweep passes clean + the recorded noise as ``degraded``: the blur is never kept)."""
     objective = cfg["objectives"][0]
     gamma, nu = objective.get("gamma", 8.0), objective.get("nu", 0.9)
 
