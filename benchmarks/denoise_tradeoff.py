@@ -119,7 +119,7 @@ def train(
     config = TrainConfig(
         total_steps=args.steps if label != "noise_blur" else args.noise_blur_steps,
         batch_size=args.batch,
-        lr=args.lr,
+        lr=args.lr if label != "noise_blur" else args.noise_blur_lr,
         phi_lr_mult=args.phi_lr_mult,
         schedule=args.schedule,
         warmup_steps=args.warmup,
@@ -252,7 +252,7 @@ def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
     )
     degradation = blur_noise(rho=(0.0, 4.0), sigma=tuple(args.train_sigma))
     model = train(
-        tunify.convert(pretrained(), p=2),
+        tunify.convert(pretrained(), p=2, independent=True),
         build_sampler("uniform", p=2),
         loss_fn,
         degradation,
@@ -270,14 +270,11 @@ def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
     levels = {name: blur_noise(rho=r, sigma=s) for (r, s), name in names.items()}
     n = args.noise_blur_images
     grid = evaluate(model, omegas, args, args.sigmas, target_fn=target, degradations=levels, images=n)
-    pre = evaluate(
-        FixedOmega(pretrained()), omegas[:1], args, args.sigmas, target_fn=None, degradations=levels
-    )
-    return {
-        "omegas": omegas.tolist(),
-        "tunify": grid,
-        "pretrained_at_00": {n: pre[n]["psnr"][0] for n in DATASETS},
-    }
+    references = {}
+    for label, net in (("input", nn.Identity()), ("pretrained", pretrained())):
+        ref = evaluate(FixedOmega(net), omegas[:1], args, args.sigmas, None, levels, images=n)
+        references[label] = {name: ref[name]["psnr"][0] for name in DATASETS}
+    return {"omegas": omegas.tolist(), "tunify": grid, "reference_psnr": references}
 
 
 def fmt(v: float | None) -> str:
@@ -304,6 +301,10 @@ def noise_blur_markdown(nb: dict[str, Any]) -> str:
     for key, title in (("psnr", "PSNR"), ("psnr_eta", "PSNR to own target")):
         for n in DATASETS:
             lines.append(f"| {title} | {n} | " + " | ".join(fmt(v) for v in nb["tunify"][n][key]) + " |")
+    for label, title in (("input", "degraded input"), ("pretrained", "pretrained CDnCNN-B (no ω)")):
+        for n in DATASETS:
+            value = fmt(nb["reference_psnr"][label][n])
+            lines.append(f"| PSNR, {title} | {n} | " + " | ".join([value] * len(cols)) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -355,7 +356,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--images", type=int, default=0, help="first N images per dataset (0: all)")
     p.add_argument("--methods", nargs="+", default=["tunify", "dni", "fixed"])
     p.add_argument("--fixed-noise", action="store_true", help="train the noise network even without dni")
-    p.add_argument("--noise-blur-steps", type=int, default=200, help="steps of the noise+blur run (0: skip)")
+    p.add_argument("--noise-blur-steps", type=int, default=1200, help="steps of the noise+blur run (0: skip)")
+    p.add_argument(
+        "--noise-blur-lr", type=float, default=1e-4, help="its lr (paper: 1e-4; a new task, not a fine-tune)"
+    )
     p.add_argument("--noise-blur-rhos", type=float, nargs="+", default=[0.0, 2.0, 4.0])
     p.add_argument("--noise-blur-images", type=int, default=8, help="first N images per dataset (0: all)")
     p.add_argument("--strip-image", type=int, default=22, help="Kodak index of the tuning-strip crop")

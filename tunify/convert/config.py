@@ -34,6 +34,9 @@ class ConvertConfig:
         parameters: plain tensors to make tunable (NAFNet's ``beta``/``gamma``), by regex or suffix list.
         functional: also convert modules that pass their own parameters to ``F.conv*``/``F.linear``.
         allow_extrapolation: accept ω outside [0, 1].
+        independent: the ω entries are independent knobs on [0, 1]^p (e.g. noise kept and sharpening), not
+            the weights of a trade-off: every tensor gets p + 1 copies, a base one and one per entry, so that
+            each corner of the cube is a different network (ω and ω + c·1 coincide with p copies).
         batch_dim: the dimension of the model's first input that holds the batch (1 for sequence-first).
     """
 
@@ -45,6 +48,7 @@ class ConvertConfig:
     parameters: TargetSpec = None
     functional: bool = True
     allow_extrapolation: bool = False
+    independent: bool = False
     batch_dim: int = 0
 
     def __post_init__(self) -> None:
@@ -63,6 +67,11 @@ class ConvertConfig:
             self.layer_types = tuple(self.layer_types)
         if self.batch_dim < 0:
             raise ValueError(f"batch_dim must be >= 0, got {self.batch_dim}")
+
+    @property
+    def kernels(self) -> int:
+        """Copies of each tunable tensor: p, or p + 1 with independent ω entries."""
+        return self.p + 1 if self.independent else self.p
 
     def selects(self, module: nn.Module, name: str) -> bool:
         """Whether a supported layer passes include, exclude, layer_types and filter_fn."""

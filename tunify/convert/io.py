@@ -38,6 +38,7 @@ def conversion_spec(tmodel: TunableModel) -> dict[str, Any]:
         "layers": [row.name for row in report if row.kind != "tensor"],
         "tensors": [row.name for row in report if row.kind == "tensor"],
         "allow_extrapolation": tmodel.config.allow_extrapolation,
+        "independent": tmodel.config.independent,
         "batch_dim": tmodel.config.batch_dim,
     }
 
@@ -55,6 +56,7 @@ def apply_spec(model: nn.Module, spec: dict[str, Any]) -> TunableModel:
             include="|".join(re.escape(n) for n in owners) if owners else "(?!)",  # "(?!)" matches nothing
             parameters=_exact(list(spec["tensors"])),
             allow_extrapolation=bool(spec.get("allow_extrapolation", False)),
+            independent=bool(spec.get("independent", False)),
             batch_dim=int(spec.get("batch_dim", 0)),
         )
     except (KeyError, TypeError, ValueError) as error:

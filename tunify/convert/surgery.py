@@ -56,8 +56,9 @@ def _numel(tensors: list[Tensor]) -> int:
     return sum(t.numel() for t in tensors)
 
 
-def _added(p: int, tensors: list[Tensor]) -> int:
-    return (p - 1) * _numel(tensors) + p * p + p
+def _added(p: int, kernels: int, tensors: list[Tensor]) -> int:
+    """Parameters a conversion adds: the extra copies and φ (kernels × p weights, kernels biases)."""
+    return (kernels - 1) * _numel(tensors) + kernels * p + kernels
 
 
 def _shape(tensors: list[Tensor]) -> str:
@@ -115,7 +116,7 @@ class _Plan:
             )
 
     def _fill_report(self, model: nn.Module) -> None:
-        p = self.config.p
+        p, kernels = self.config.p, self.config.kernels
         for aliases in self.layers.values():
             name, layer = aliases[0][0], aliases[0][1]
             factory = factory_for(layer)
@@ -126,7 +127,7 @@ class _Plan:
             cls = getattr(factory, "__name__", type(factory).__name__)
             others = tuple(a[0] for a in aliases[1:])
             row = ReportRow(
-                name, kind, type(layer).__name__, _shape(tensors), cls, _added(p, tensors), others
+                name, kind, type(layer).__name__, _shape(tensors), cls, _added(p, kernels, tensors), others
             )
             self.report.append(row)
         for owner, attrs in self.modules.items():
@@ -140,13 +141,20 @@ class _Plan:
                     type(module).__name__,
                     _shape(tensors),
                     cls,
-                    _added(p, tensors),
+                    _added(p, kernels, tensors),
                 )
             )
         for name in self.tensors:
             tensor = model.get_parameter(name)
             self.report.append(
-                ReportRow(name, "tensor", "Parameter", _shape([tensor]), "TunableTensor", _added(p, [tensor]))
+                ReportRow(
+                    name,
+                    "tensor",
+                    "Parameter",
+                    _shape([tensor]),
+                    "TunableTensor",
+                    _added(p, kernels, [tensor]),
+                )
             )
 
     def check_not_empty(self) -> None:
@@ -185,6 +193,7 @@ def convert(
     parameters: TargetSpec = None,
     functional: bool = True,
     allow_extrapolation: bool = False,
+    independent: bool = False,
     batch_dim: int = 0,
     dry_run: bool = False,
 ) -> TunableModel | ConversionReport:
@@ -208,6 +217,7 @@ def convert(
         parameters=parameters,
         functional=functional,
         allow_extrapolation=allow_extrapolation,
+        independent=independent,
         batch_dim=batch_dim,
     )
     return convert_with(model, config, dry_run=dry_run)
@@ -224,21 +234,25 @@ def convert_with(
         return plan.report
     for aliases in plan.layers.values():
         layer = aliases[0][1]
-        tunable = factory_for(layer)(layer, config.p)
+        extra = {"kernels": config.kernels} if config.independent else {}
+        tunable = factory_for(layer)(layer, config.p, **extra)
         for _, _, parent, attr in aliases:
             setattr(parent, attr, tunable)
     for owner, attrs in plan.modules.items():
         if owner == "":
             for name in attrs:
                 module_name, _, attr = name.rpartition(".")
-                make_tensor_tunable(model.get_submodule(module_name), attr, config.p, name)
+                make_tensor_tunable(
+                    model.get_submodule(module_name), attr, config.p, name, kernels=config.kernels
+                )
         else:
             parent_name, _, attr = owner.rpartition(".")
             module = model.get_submodule(owner)
-            setattr(model.get_submodule(parent_name), attr, TunableModule(module, config.p, tuple(attrs)))
+            tunable_module = TunableModule(module, config.p, tuple(attrs), kernels=config.kernels)
+            setattr(model.get_submodule(parent_name), attr, tunable_module)
     for name in plan.tensors:
         owner, _, attr = name.rpartition(".")
-        make_tensor_tunable(model.get_submodule(owner), attr, config.p, name)
+        make_tensor_tunable(model.get_submodule(owner), attr, config.p, name, kernels=config.kernels)
     return TunableModel(model, config, plan.report, _switch_off_fused_paths(model))
 
 

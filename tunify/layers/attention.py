@@ -38,8 +38,8 @@ class TunableMultiheadAttention(TunableLayer):
         "out_proj.bias",
     )
 
-    def __init__(self, base_layer: nn.MultiheadAttention, p: int) -> None:
-        super().__init__(base_layer, p)
+    def __init__(self, base_layer: nn.MultiheadAttention, p: int, *, kernels: int | None = None) -> None:
+        super().__init__(base_layer, p, kernels=kernels)
         self.batch_first = base_layer.batch_first
 
     def forward(

@@ -4,6 +4,11 @@ Initialisation (the choice tunify makes): every copy starts equal to the pretrai
 α = ω − mean(ω) + 1/p, i.e. weight ``I − 1/p`` and bias ``1/p``. The α always sum to one, so a freshly
 converted layer computes exactly the pretrained layer for every ω, and yet α_i moves with ω_i, so the
 gradient of an objective weighted by ω_i reaches the i-th copy most strongly from the first step on.
+
+That map is made for ω on the simplex (Σω = 1, the paper's trade-offs): it sends ω and ω + c·1 to the same α,
+so it cannot tell apart the corners (0, 0) and (1, 1) of independent knobs. For those (``independent=True``)
+a layer holds p + 1 copies, a base one and one per entry, and φ starts as α = (ω_1, …, ω_p, 1 − Σω): still
+summing to one, and a different network at every corner of [0, 1]^p.
 """
 
 from __future__ import annotations
@@ -25,12 +30,28 @@ def check_p(p: int) -> None:
         raise ValueError(f"p (the number of tunable parameters) must be an integer >= 1, got {p!r}")
 
 
-def make_phi(p: int) -> nn.Linear:
-    """φ: ℝ^p → ℝ^p, affine, starting as α = ω − mean(ω) + 1/p (Σα = 1 for every ω)."""
-    phi = nn.Linear(p, p)
+def check_kernels(p: int, kernels: int | None) -> int:
+    """The number of copies of each tensor: p (ω on the simplex) or p + 1 (independent ω entries)."""
+    kernels = p if kernels is None else kernels
+    if kernels not in (p, p + 1):
+        raise ValueError(f"kernels must be p ({p}) or p + 1 ({p + 1}), got {kernels!r}")
+    return kernels
+
+
+def make_phi(p: int, kernels: int | None = None) -> nn.Linear:
+    """φ: ℝ^p → ℝ^kernels, affine, with Σα = 1 for every ω (see the module docstring).
+
+    ``kernels = p``: α = ω − mean(ω) + 1/p. ``kernels = p + 1``: α = (ω, 1 − Σω), the last copy the base.
+    """
+    kernels = check_kernels(p, kernels)
+    phi = nn.Linear(p, kernels)
     with torch.no_grad():
-        phi.weight.copy_(torch.eye(p) - 1.0 / p)
-        phi.bias.fill_(1.0 / p)
+        if kernels == p:
+            phi.weight.copy_(torch.eye(p) - 1.0 / p)
+            phi.bias.fill_(1.0 / p)
+        else:
+            phi.weight.copy_(torch.cat([torch.eye(p), -torch.ones(1, p)]))
+            phi.bias.copy_(torch.eye(kernels)[-1])
     return phi
 
 
@@ -77,7 +98,7 @@ class OmegaReader(nn.Module):
         return result
 
     def alpha(self, omega: Tensor | None = None) -> Tensor:
-        """α = φ(ω): (p,) for a shared ω, (B, p) per sample."""
+        """α = φ(ω): (kernels,) for a shared ω, (B, kernels) per sample."""
         omega = self.omega() if omega is None else omega
         return self.phi(omega.to(self.phi.weight.dtype))
 
@@ -102,11 +123,11 @@ def mix(copies: Sequence[Tensor], alpha: Tensor) -> Tensor:
 
 
 class TensorBank(nn.Module):
-    """p independent, contiguous copies of one tensor (state-dict keys ``0`` … ``p-1``)."""
+    """Independent, contiguous copies of one tensor (state-dict keys ``0`` … ``kernels-1``)."""
 
-    def __init__(self, tensor: Tensor, p: int) -> None:
+    def __init__(self, tensor: Tensor, kernels: int) -> None:
         super().__init__()
-        for i in range(p):
+        for i in range(kernels):
             copy_i = nn.Parameter(tensor.detach().clone().contiguous(), requires_grad=tensor.requires_grad)
             self.register_parameter(str(i), copy_i)
 
@@ -157,19 +178,27 @@ class TunableLayer(OmegaReader):
 
     tensor_names: tuple[str, ...] = ("weight", "bias")
 
-    def __init__(self, base_layer: nn.Module, p: int, tensor_names: tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        p: int,
+        tensor_names: tuple[str, ...] | None = None,
+        *,
+        kernels: int | None = None,
+    ) -> None:
         super().__init__()
         check_p(p)
         self.p = p
+        self.kernels = check_kernels(p, kernels)
         names = self.tensor_names if tensor_names is None else tensor_names
         self.tensor_names = tuple(n for n in names if get_tensor(base_layer, n) is not None)
         if not self.tensor_names:
             raise ValueError(
                 f"{type(base_layer).__name__} has none of the tensors {list(names)} to make tunable"
             )
-        self.phi = make_phi(p).to(get_tensor(base_layer, self.tensor_names[0]).device)
+        self.phi = make_phi(p, self.kernels).to(get_tensor(base_layer, self.tensor_names[0]).device)
         for name in self.tensor_names:
-            self.add_module(self.bank_name(name), TensorBank(get_tensor(base_layer, name), p))
+            self.add_module(self.bank_name(name), TensorBank(get_tensor(base_layer, name), self.kernels))
             set_parameter(base_layer, name, None)
         self.base_layer = base_layer
 
@@ -207,4 +236,5 @@ class TunableLayer(OmegaReader):
         return plain
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, tunable={list(self.tensor_names)}"
+        kernels = f", kernels={self.kernels}" if self.kernels != self.p else ""
+        return f"p={self.p}{kernels}, tunable={list(self.tensor_names)}"

@@ -33,8 +33,8 @@ def _unfold(y: Tensor, b: int, k: int) -> Tensor:
 class TunableConv(TunableLayer):
     """Tunable counterpart of ``nn.Conv1d``/``nn.Conv2d``/``nn.Conv3d``."""
 
-    def __init__(self, base_layer: nn.modules.conv._ConvNd, p: int) -> None:
-        super().__init__(base_layer, p)
+    def __init__(self, base_layer: nn.modules.conv._ConvNd, p: int, *, kernels: int | None = None) -> None:
+        super().__init__(base_layer, p, kernels=kernels)
         self.ndim = len(base_layer.kernel_size)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -67,8 +67,10 @@ class TunableConv(TunableLayer):
 class TunableConvTranspose(TunableLayer):
     """Tunable counterpart of ``nn.ConvTranspose1d``/``2d``/``3d`` (``output_size`` supported)."""
 
-    def __init__(self, base_layer: nn.modules.conv._ConvTransposeNd, p: int) -> None:
-        super().__init__(base_layer, p)
+    def __init__(
+        self, base_layer: nn.modules.conv._ConvTransposeNd, p: int, *, kernels: int | None = None
+    ) -> None:
+        super().__init__(base_layer, p, kernels=kernels)
         self.ndim = len(base_layer.kernel_size)
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:

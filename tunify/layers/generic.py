@@ -27,10 +27,18 @@ class TunableModule(TunableLayer):
         base_layer: the module; ``tensor_names`` are its (possibly dotted) parameter names to make tunable.
         p: number of tunable parameters.
         tensor_names: defaults to ``("weight", "bias")``.
+        kernels: copies per tensor, p (default) or p + 1 for independent ω entries.
     """
 
-    def __init__(self, base_layer: nn.Module, p: int, tensor_names: tuple[str, ...] = ("weight", "bias")):
-        super().__init__(base_layer, p, tensor_names)
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        p: int,
+        tensor_names: tuple[str, ...] = ("weight", "bias"),
+        *,
+        kernels: int | None = None,
+    ):
+        super().__init__(base_layer, p, tensor_names, kernels=kernels)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         omega = self.omega()

@@ -18,8 +18,8 @@ from .omega import check_rows
 class TunableLinear(TunableLayer):
     """Tunable counterpart of ``nn.Linear``."""
 
-    def __init__(self, base_layer: nn.Linear, p: int) -> None:
-        super().__init__(base_layer, p)
+    def __init__(self, base_layer: nn.Linear, p: int, *, kernels: int | None = None) -> None:
+        super().__init__(base_layer, p, kernels=kernels)
 
     def forward(self, x: Tensor) -> Tensor:
         omega = self.omega()

@@ -18,7 +18,7 @@ from .conv import TunableConv, TunableConvTranspose
 from .generic import TunableModule
 from .linear import TunableLinear
 
-TunableFactory = Callable[[nn.Module, int], TunableLayer]
+TunableFactory = Callable[..., TunableLayer]  # factory(module, p[, kernels=...])
 
 _TUNABLE: dict[type[nn.Module], TunableFactory] = {
     nn.Conv1d: TunableConv,
@@ -41,6 +41,9 @@ def register_tunable(
     layer_type: type[nn.Module], factory: TunableFactory | None = None, *, overwrite: bool = False
 ) -> TunableFactory | Callable[[TunableFactory], TunableFactory]:
     """Make ``layer_type`` convertible with ``factory(module, p) -> TunableLayer``; usable as a decorator.
+
+    For independent ω entries (``convert(..., independent=True)``) the factory is called with the keyword
+    ``kernels=p + 1`` as well, which the built-in layers pass on to :class:`TunableLayer`.
 
     Example:
         >>> register_tunable(MyConv, lambda m, p: TunableModule(m, p, ("weight",)))

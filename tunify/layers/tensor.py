@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from .base import OmegaReader, check_p, make_phi, mix
+from .base import OmegaReader, check_kernels, check_p, make_phi, mix
 
 
 class TunableTensor(OmegaReader):
@@ -23,16 +23,17 @@ class TunableTensor(OmegaReader):
     ``torch.func.vmap``, where each sample sees a shared ω.
     """
 
-    def __init__(self, p: int, name: str, shape: tuple[int, ...]) -> None:
+    def __init__(self, p: int, name: str, shape: tuple[int, ...], *, kernels: int | None = None) -> None:
         super().__init__()
         check_p(p)
         self.p = p
+        self.kernels = check_kernels(p, kernels)
         self.name = name
         self.needs_vmap = len(shape) == 0 or shape[0] != 1
-        self.phi = make_phi(p)
+        self.phi = make_phi(p, self.kernels)
 
     def right_inverse(self, tensor: Tensor) -> tuple[Tensor, ...]:
-        return tuple(tensor.detach().clone().contiguous() for _ in range(self.p))
+        return tuple(tensor.detach().clone().contiguous() for _ in range(self.kernels))
 
     def forward(self, *copies: Tensor) -> Tensor:
         omega = self.omega()
@@ -46,9 +47,11 @@ class TunableTensor(OmegaReader):
         return mix(copies, self.alpha(omega)).flatten(0, 1)
 
 
-def make_tensor_tunable(module: nn.Module, name: str, p: int, full_name: str) -> TunableTensor:
+def make_tensor_tunable(
+    module: nn.Module, name: str, p: int, full_name: str, *, kernels: int | None = None
+) -> TunableTensor:
     """Turn ``module.<name>`` into a tunable tensor in place and return its parametrisation."""
     tensor = getattr(module, name)
-    tunable = TunableTensor(p, full_name, tuple(tensor.shape)).to(tensor.device)
+    tunable = TunableTensor(p, full_name, tuple(tensor.shape), kernels=kernels).to(tensor.device)
     parametrize.register_parametrization(module, name, tunable, unsafe=True)
     return tunable

@@ -102,12 +102,15 @@ def load_network(cfg: dict[str, Any]) -> nn.Module:
 
 
 def convert_network(net: nn.Module, cfg: dict[str, Any]) -> tunify.TunableModel:
-    """``tunify.convert(net, p, **default_tunable_targets(net))``: the layers the paper makes tunable.
+    """``tunify.convert(net, p, **default_tunable_targets(net))``: the layers the paper makes tunable;
+    ``model.independent: true`` when the ω entries are independent knobs (a base copy is added).
 
     With ``model.anchor: i`` and a pretrained start, ``tunify.anchor`` keeps ω = e_i exactly the pretrained
     network (measured in benchmarks/README.md: it closes the fidelity gap at no cost in between)."""
     options = dict(cfg["model"].get("targets") or {})
-    tmodel = tunify.convert(net, cfg["p"], **zoo.default_tunable_targets(net, **options))
+    independent = bool(cfg["model"].get("independent", False))
+    targets = zoo.default_tunable_targets(net, **options)
+    tmodel = tunify.convert(net, cfg["p"], independent=independent, **targets)
     anchor = cfg["model"].get("anchor")
     if anchor is not None and (cfg["model"].get("init") or "scratch") != "scratch":
         tunify.anchor(tmodel, int(anchor))
