@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 from PIL import Image
 
@@ -94,6 +95,22 @@ def test_convert_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "made tunable (p = 3" in capsys.readouterr().out
     assert json.loads((tmp_path / "out" / "config.json").read_text())["p"] == 3
     assert tunify.from_pretrained(tmp_path / "out").p == 3
+
+
+def test_bake_writes_a_plain_network(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "plain.safetensors"
+    assert main(["bake", "--model", str(model_dir), "--omega", "1,0", "-o", str(out)]) == 0
+    assert "baked DnCNN" in capsys.readouterr().out
+    tmodel = tunify.from_pretrained(model_dir)
+    plain = tunify.bake(tmodel, torch.tensor([1.0, 0.0]))
+    state = safetensors.torch.load_file(out)
+    assert set(state) == set(plain.state_dict())
+    for key, value in plain.state_dict().items():
+        torch.testing.assert_close(state[key], value)
+    assert main(["bake", "--model", str(model_dir), "--omega", "1", "-o", str(out)]) == 2
+    assert "p = 2" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
