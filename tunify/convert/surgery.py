@@ -232,9 +232,11 @@ def convert_with(
     plan.check_not_empty()
     if dry_run:
         return plan.report
+    extra = (
+        {"kernels": config.kernels} if config.independent else {}
+    )  # factories of p copies need not know it
     for aliases in plan.layers.values():
         layer = aliases[0][1]
-        extra = {"kernels": config.kernels} if config.independent else {}
         tunable = factory_for(layer)(layer, config.p, **extra)
         for _, _, parent, attr in aliases:
             setattr(parent, attr, tunable)

@@ -14,7 +14,7 @@ summing to one, and a different network at every corner of [0, 1]^p.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -77,7 +77,7 @@ class OmegaReader(nn.Module):
             self._last_omega = omega
         return omega
 
-    def mix_shared(self, omega: Tensor, tensors: Sequence[Tensor], mix_fn: Callable[[Tensor], T]) -> T:
+    def mix_shared(self, omega: Tensor, tensors: Iterable[Tensor], mix_fn: Callable[[Tensor], T]) -> T:
         """``mix_fn(α)`` at a shared ω ((p,) or (1, p)), where ``tensors`` are all it reads besides α.
 
         Without autograd (inference at a fixed ω) the result is kept until ω or any of ``tensors`` or φ
@@ -224,7 +224,9 @@ class TunableLayer(OmegaReader):
 
     def shared_tensors(self, omega: Tensor) -> dict[str, Tensor]:
         """Every tunable tensor mixed at a shared ω ((p,) or (1, p)), cached at inference (:meth:`mix_shared`)."""
-        banks = [t for name in self.tensor_names for t in self.bank(name).parameters()]
+        banks = (
+            t for name in self.tensor_names for t in self.bank(name).parameters()
+        )  # read only to key the cache
         return self.mix_shared(omega, banks, self.mixed)
 
     @torch.no_grad()
