@@ -113,13 +113,23 @@ def make_sampler(args: argparse.Namespace) -> Any:
 
 
 def train(
-    model: nn.Module, sampler: Any, loss_fn: nn.Module, degradation: Any, args: argparse.Namespace, label: str
+    model: nn.Module,
+    sampler: Any,
+    loss_fn: nn.Module,
+    degradation: Any,
+    args: argparse.Namespace,
+    label: str,
+    *,
+    steps: int | None = None,
+    lr: float | None = None,
 ) -> nn.Module:
-    """Fine-tune ``model`` with tunify's Trainer; returns it holding its inference (EMA if any) weights."""
+    """Fine-tune ``model`` with tunify's Trainer (``steps``/``lr`` default to ``--steps``/``--lr``); returns it
+    holding its inference (EMA if any) weights."""
+    steps = args.steps if steps is None else steps
     config = TrainConfig(
-        total_steps=args.steps if label != "noise_blur" else args.noise_blur_steps,
+        total_steps=steps,
         batch_size=args.batch,
-        lr=args.lr if label != "noise_blur" else args.noise_blur_lr,
+        lr=args.lr if lr is None else lr,
         phi_lr_mult=args.phi_lr_mult,
         schedule=args.schedule,
         warmup_steps=args.warmup,
@@ -128,7 +138,7 @@ def train(
         device=args.device,
         progress=False,
         checkpoint_every=10**9,
-        log_every=max(1, args.steps // 10),
+        log_every=max(1, steps // 10),
     )
     data = ImageFolderPatches(SHARED / "datasets" / "train" / "CBSD432", args.patch, cache=True)
     loader = make_patch_loader(data, degradation, batch_size=args.batch)
@@ -258,6 +268,8 @@ def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
         degradation,
         args,
         "noise_blur",
+        steps=args.noise_blur_steps,
+        lr=args.noise_blur_lr,
     )
 
     def target(clean: Tensor, degraded: Tensor, omega: Tensor) -> Tensor:
