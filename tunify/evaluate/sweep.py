@@ -127,9 +127,8 @@ def sweep(
         forward: `forward(x, omega) -> y` override (e.g. tiled inference); default `model(x, omega=omega)`.
         target_fn: `target_fn(clean, degraded, omega_rows) -> target` for PSNR_η, where `degraded` is
             clean + the item's recorded "noise" when there is one (blur is not noise), else the input. The
-            default, the paper's
-            noise-preservation target, needs p >= 2 and same-size input/clean; otherwise (or with None) the
-            target is the clean image and PSNR_η equals PSNR.
+            default, the paper's noise-preservation target, needs p >= 2 and same-size input/clean;
+            otherwise (or with None) the target is the clean image and PSNR_η equals PSNR.
         y_channel, crop_border: metric convention (Y channel and `crop_border=scale` for SR).
         lpips: also compute LPIPS when it is available offline; otherwise warn and skip it.
         device: where inputs and ω go (the model must already be there); default the input's device.
@@ -249,7 +248,8 @@ def _run(
 def _noisy_reference(item: Mapping[str, Any], x: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """The degraded image ω-dependent targets read: the clean image plus only the noise the degradation
     recorded (``item["noise"]``), so that with blur + noise a noise-preserving target keeps the noise and not
-    the blur, as in training; the input itself when no noise is recorded."""
+    the blur, as in training; the input itself when no noise is recorded. The training side's twin is
+    ``tunify.objectives.pixel.noise_only_input``: the layering contract keeps evaluate and objectives apart."""
     noise = item.get("noise")
     if isinstance(noise, torch.Tensor) and noise.shape == clean.shape:
         return clean + noise
