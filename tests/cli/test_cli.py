@@ -147,11 +147,12 @@ def test_errors_are_one_line(
     assert re.search(match, _error(capsys, argv))
 
 
-def test_no_embedded_model(
-    image: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_missing_embedded_model_is_one_line(
+    image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("tunify.cli._common.embedded_model_dir", lambda: None)
-    assert "no model is embedded" in _error(capsys, ["apply", str(image), "-o", "x.png"])
+    monkeypatch.setattr("tunify.hub.assets.DEFAULT_MODEL_DIR", tmp_path / "gone")
+    for argv in (["apply", str(image), "-o", str(tmp_path / "x.png")], ["demo", "-o", str(tmp_path)]):
+        assert "embedded model is missing" in _error(capsys, argv)
 
 
 def test_help_for_every_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -162,33 +163,11 @@ def test_help_for_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         assert "usage: tunify " + command in capsys.readouterr().out
 
 
-def test_demo_interim(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr(demo_cmd, "embedded_model_dir", lambda: None)
-    assert main(["demo", "-o", str(tmp_path), "--size", "32"]) == 0
-    out = capsys.readouterr().out
-    assert (tmp_path / "tuning_strip.png").is_file()
-    if demo_cmd.pretrained_cdncnn() is None:
-        assert "max |converted − original|" in out
-    else:
-        assert "PSNR_η" in out and "equivalence: max |converted(ω) − original| over 5 ω = 0.00e+00" in out
-
-
-def test_demo_timm_fallback(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr(demo_cmd, "embedded_model_dir", lambda: None)
-    monkeypatch.setattr(demo_cmd, "pretrained_cdncnn", lambda: None)
-    assert main(["demo", "-o", str(tmp_path), "--size", "32"]) == 0
-    assert "timm resnet18" in capsys.readouterr().out and (tmp_path / "tuning_strip.png").is_file()
-
-
 def test_demo_embedded(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(demo_cmd, "embedded_model_dir", lambda: model_dir)
     assert main(["demo", "-o", str(tmp_path), "--size", "32"]) == 0
     out = capsys.readouterr().out
-    assert "embedded tunable denoiser" in out and "PSNR_η" in out and "equivalence" not in out
+    assert "embedded tunable denoiser" in out and "PSNR_η" in out
     assert {"tuning_strip.png", "sweep.json", "sweep.md"} <= {p.name for p in tmp_path.iterdir()}

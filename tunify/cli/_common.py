@@ -28,12 +28,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model(args: argparse.Namespace) -> TunableModel:
-    """The model named by --model, else the embedded one; none embedded yet is a usage error."""
-    source = args.model or embedded_model_dir()
-    if source is None:
-        raise UsageError("no model is embedded in this tunify yet; pass --model REPO_OR_DIR")
+    """The model named by --model, else the embedded one."""
     return from_pretrained(
-        source, revision=args.revision, local_files_only=args.local_files_only, map_location=args.device
+        args.model or embedded_model_dir(),
+        revision=args.revision,
+        local_files_only=args.local_files_only,
+        map_location=args.device,
     )
 
 

@@ -7,7 +7,7 @@ tmodel = tunify.from_pretrained("me/tunable-dncnn")   # or a local folder; stric
 
 from __future__ import annotations
 
-from .assets import SAMPLE_IMAGE, embedded_model_dir, find_shared, pretrained_cdncnn
+from .assets import SAMPLE_IMAGE, embedded_model_dir
 from .card import render_card
 from .config import INFO_SCHEMA, HubError, build_config, describe_base, validate_info
 from .io import from_pretrained, push_to_hub, read_config, save_pretrained
@@ -19,9 +19,7 @@ __all__ = [
     "build_config",
     "describe_base",
     "embedded_model_dir",
-    "find_shared",
     "from_pretrained",
-    "pretrained_cdncnn",
     "push_to_hub",
     "read_config",
     "render_card",
