@@ -62,11 +62,17 @@ def test_zoo_round_trip_and_card(tmp_path: Path) -> None:
     sweep.mkdir()
     (sweep / "sweep.md").write_text("| ω | PSNR |\n|---|---|\n| (0, 1) | 30.00 |\n")
     (sweep / "tuning_strip.png").write_bytes(b"png")
+    for i, name in ((2, "Kodak24"), (1, "CBSD68")):  # the recipes' further eval sets
+        (sweep / "sweeps" / f"{i:02d}_{name}").mkdir(parents=True)
+        (sweep / "sweeps" / f"{i:02d}_{name}" / "sweep.md").write_text(f"### {name}\n")
     save_pretrained(tmodel, tmp_path / "d", sweep_dir=sweep, repo_id="acme/dn")
     assert (tmp_path / "d" / "tuning_strip.png").is_file()
     card = huggingface_hub.ModelCard.load(tmp_path / "d" / "README.md")
     assert card.data.library_name == "tunify" and "tunable-convolutions" in card.data.tags
     assert "| (0, 1) | 30.00 |" in card.text and "](tuning_strip.png)" in card.text
+    assert (
+        card.text.index("| (0, 1) | 30.00 |") < card.text.index("### CBSD68") < card.text.index("### Kodak24")
+    )
     assert 'tunify.from_pretrained("acme/dn")' in card.text
     assert "tunify.bake(model, torch.tensor([0.3,0.7]))" in card.text  # the card shows how to fix ω
     loaded = from_pretrained(tmp_path / "d")

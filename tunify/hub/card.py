@@ -92,12 +92,13 @@ def _objectives_table(info: dict[str, Any], p: int) -> str:
 
 
 def _results(sweep_dir: Path | None) -> str:
+    """The sweep tables of every eval set (``sweep.md``, then ``sweeps/*/sweep.md`` in order) and figures."""
     if sweep_dir is None:
         return ""
     parts = ["\n## Results across ω\n"]
-    table = sweep_dir / "sweep.md"
-    if table.is_file():
-        parts.append(table.read_text(encoding="utf-8").strip() + "\n")
+    for table in [sweep_dir / "sweep.md", *sorted(sweep_dir.glob("sweeps/*/sweep.md"))]:
+        if table.is_file():
+            parts.append(table.read_text(encoding="utf-8").strip() + "\n")
     for name, alt in (("tuning_strip.png", "Outputs across ω"), ("psnr_vs_omega.png", "PSNR against ω")):
         if (sweep_dir / name).is_file():
             parts.append(f"![{alt}]({name})\n")

@@ -319,12 +319,12 @@ def metrics_info(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def evaluate(recipe: Recipe, cfg: dict[str, Any], model: nn.Module, out: Path) -> list[dict[str, Any]]:
-    """ω sweep of every eval set; the first writes ``out/sweep.*``, the others ``out/sweeps/<name>/``."""
+    """ω sweep of every eval set; the first writes ``out/sweep.*``, the others ``out/sweeps/<ii>_<name>/``."""
     datasets = recipe.eval_data(cfg) if recipe.eval_data is not None else default_eval_data(cfg)
     grid, omegas = cfg["eval"].get("grid", "line"), cfg["eval"].get("omegas")
     rows: list[dict[str, Any]] = []
     for i, ds in enumerate(datasets):
-        folder = out if i == 0 else out / "sweeps" / f"{getattr(ds, 'name', i)}_{i}"
+        folder = out if i == 0 else out / "sweeps" / f"{i:02d}_{getattr(ds, 'name', 'set')}"
         rows += sweep(
             model,
             ds,
