@@ -11,7 +11,7 @@ from tunify.recipes import apply_overrides, apply_preset, load_config
 from tunify.recipes._base import build, run
 from tunify.recipes._config import config_path
 from tunify.recipes.denoise import RECIPE
-from tunify.train import load_weights
+from tunify.train import DistInfo, load_weights
 
 
 def test_denoise_end_to_end(shared, tmp_path):
@@ -49,3 +49,14 @@ def test_denoise_end_to_end(shared, tmp_path):
     x, omega = torch.rand(2, 3, 24, 24), torch.tensor([[0.3, 0.7], [1.0, 0.0]])
     with torch.no_grad():
         torch.testing.assert_close(loaded(x, omega=omega), trained(x, omega=omega))
+
+
+def test_only_rank_zero_evaluates_and_publishes(shared, tmp_path, monkeypatch):
+    """Under torchrun every rank trains; a rank other than 0 must not sweep or write the publishable folder."""
+    monkeypatch.setattr("tunify.recipes._base.dist_info", lambda: DistInfo(rank=1, world_size=2))
+    cfg = apply_overrides(
+        apply_preset(load_config(config_path("denoise")), "smoke"),
+        ["train.total_steps=2", "train.warmup_steps=1", "train.device=cpu", "data.patch_size=16"],
+    )
+    assert run(RECIPE, cfg, tmp_path) == tmp_path / "pretrained"
+    assert not any((tmp_path / name).exists() for name in ("config.yaml", "sweep.json", "pretrained"))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -155,6 +156,29 @@ def test_dataloader_input_is_rebatched_by_the_trainer(tmp_path):
     b.fit()
     for x, y in zip(a.model.parameters(), b.model.parameters(), strict=True):
         assert torch.equal(x, y)
+
+
+def test_rebatching_warns_only_about_a_batch_size_that_is_not_the_configured_one(tmp_path):
+    config = _config(total_steps=1, ema_decay=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Trainer(
+            make_model(),
+            multi_loss,
+            uniform_sampler,
+            DataLoader(DictDataset(), batch_size=4),
+            config,
+            tmp_path / "a",
+        )
+    with pytest.warns(UserWarning, match=r"train_loader batch_size 3 replaced by config.batch_size 4"):
+        Trainer(
+            make_model(),
+            multi_loss,
+            uniform_sampler,
+            DataLoader(DictDataset(), batch_size=3),
+            config,
+            tmp_path / "b",
+        )
 
 
 def test_fresh_run_refuses_a_folder_with_checkpoints(tmp_path):

@@ -32,7 +32,7 @@ from tunify.recipes._config import (
     flat_keys,
     load_config,
 )
-from tunify.train import TrainConfig, Trainer, load_weights
+from tunify.train import TrainConfig, Trainer, dist_info, load_weights
 from tunify.train.trainer import WEIGHTS_FILE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -349,7 +349,11 @@ def run(
     weights: str | Path | None = None,
     push_to_hub: str | None = None,
 ) -> Path:
-    """Train (unless ``eval_only``), sweep and write the publishable folder ``out/pretrained``; returns it."""
+    """Train (unless ``eval_only``), sweep and write the publishable folder ``out/pretrained``; returns it.
+
+    Under ``torchrun`` every rank trains and only rank 0 writes the run config, sweeps and publishes.
+    """
+    main_rank = dist_info().is_main
     out.mkdir(parents=True, exist_ok=True)
     built = build(recipe, cfg)
     if eval_only:
@@ -359,12 +363,15 @@ def run(
                 raise FileNotFoundError(f"--eval-only needs trained weights: {weights} is missing")
             built.model.load_state_dict(load_weights(weights))
     else:
-        (out / "config.yaml").write_text(_dump(cfg))
+        if main_rank:
+            (out / "config.yaml").write_text(_dump(cfg))
         start = time.time()
         trainer = Trainer(
             built.model, built.loss, built.sampler, built.loader, built.train_config, out, resume=resume
         )
         trainer.fit()
+        if not main_rank:
+            return out / "pretrained"
         minutes = (time.time() - start) / 60
         built.model.load_state_dict(trainer.inference_weights())
         built.model.info["training"]["wall_minutes"] = round(minutes, 2)

@@ -352,7 +352,8 @@ def _resumable_loader(data: Dataset | DataLoader, config: TrainConfig) -> DataLo
     if isinstance(data, DataLoader):
         if isinstance(data.batch_sampler, ResumableBatchSampler):
             return data
-        if data.batch_size is not None and data.batch_size != config.batch_size // dist_info().world_size:
+        per_rank = config.batch_size // dist_info().world_size
+        if data.batch_size not in (None, config.batch_size, per_rank):  # global or per-rank size: as meant
             warnings.warn(
                 f"train_loader batch_size {data.batch_size} replaced by config.batch_size {config.batch_size} "
                 "(global over ranks)",
