@@ -38,6 +38,15 @@ def test_bad_override_exits_with_the_key(capsys):
     assert "train.lrr" in capsys.readouterr().err
 
 
+def test_inconsistent_train_settings_are_a_usage_error(capsys):
+    from tunify.recipes.denoise import RECIPE
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(RECIPE, ["--print-config", "train.total_steps=6", "train.warmup_steps=10"])
+    assert exit_info.value.code == 2
+    assert "train: warmup_steps (10) must be < total_steps (6)" in capsys.readouterr().err
+
+
 def test_print_config_applies_preset_options_and_overrides(capsys):
     from tunify.recipes.denoise import RECIPE
 

@@ -251,7 +251,17 @@ def resolve_config(recipe: Recipe, args: argparse.Namespace) -> dict[str, Any]:
     cfg = apply_overrides(cfg, direct)
     if recipe.apply_arguments is not None:
         recipe.apply_arguments(args, cfg)
-    return apply_overrides(cfg, args.overrides)
+    cfg = apply_overrides(cfg, args.overrides)
+    try:
+        train_config(cfg)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"train: {e}") from None
+    return cfg
+
+
+def train_config(cfg: dict[str, Any]) -> TrainConfig:
+    """The ``train`` section as a validated :class:`TrainConfig` (YAML lists become tuples)."""
+    return TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["train"].items()})
 
 
 # --- the run ---------------------------------------------------------------------------------------------
@@ -275,8 +285,7 @@ def build(recipe: Recipe, cfg: dict[str, Any]) -> Built:
     tmodel.info.update(model_info(recipe, cfg))
     sampler_cfg = dict(cfg["sampler"])
     sampler = build_sampler(sampler_cfg.pop("name"), p=cfg["p"], **sampler_cfg)
-    train = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["train"].items()}
-    return Built(tmodel, recipe.build_loss(cfg), sampler, train_loader(cfg), TrainConfig(**train))
+    return Built(tmodel, recipe.build_loss(cfg), sampler, train_loader(cfg), train_config(cfg))
 
 
 def model_info(recipe: Recipe, cfg: dict[str, Any]) -> dict[str, Any]:
