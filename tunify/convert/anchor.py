@@ -12,9 +12,10 @@ def anchor(tmodel: TunableModel, index: int = 0) -> TunableModel:
     """Freeze copy ``index`` of every tunable tensor and every φ, in place.
 
     A converted network starts with every copy equal to the pretrained tensor and φ at α = ω − mean(ω) + 1/p,
-    so α(e_index) = e_index (with independent ω entries index p is the base copy, α(0) = e_p). Freezing that copy and φ keeps ``tmodel(x, omega=e_index)`` equal to the
-    pretrained network for the whole fine-tuning: the objective the pretrained network was trained for
-    (fidelity, for a denoiser) cannot regress, and the other copies learn the rest of the ω range around it.
+    so α(e_index) = e_index; with independent ω entries index p is the base copy, α(0) = e_p. Freezing that
+    copy and φ keeps ``tmodel(x, omega=e_index)`` (ω = 0 for the base copy) equal to the pretrained network
+    for the whole fine-tuning: the objective the pretrained network was trained for (fidelity, for a
+    denoiser) cannot regress, and the other copies learn the rest of the ω range around it.
     The optimiser must be built after this call (the trainer skips parameters that do not require grad).
     """
     kernels = tmodel.config.kernels

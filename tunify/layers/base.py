@@ -224,9 +224,8 @@ class TunableLayer(OmegaReader):
 
     def shared_tensors(self, omega: Tensor) -> dict[str, Tensor]:
         """Every tunable tensor mixed at a shared ω ((p,) or (1, p)), cached at inference (:meth:`mix_shared`)."""
-        banks = (
-            t for name in self.tensor_names for t in self.bank(name).parameters()
-        )  # read only to key the cache
+        # a generator: read only to key the inference cache, never built during training
+        banks = (t for name in self.tensor_names for t in self.bank(name).parameters())
         return self.mix_shared(omega, banks, self.mixed)
 
     @torch.no_grad()
