@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from unittest import mock
 
@@ -202,3 +204,13 @@ def test_bad_info_is_named(tmp_path: Path) -> None:
     tmodel.info = {"objectives": [{"omega_index": 0}]}
     with pytest.raises(ValueError, match=r"objectives'\]\[0\]"):
         save_pretrained(tmodel, tmp_path / "m")
+
+
+def test_saved_folder_is_readable_by_others(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        folder = save_pretrained(tiny_dncnn(), tmp_path / "model")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [folder, *folder.iterdir()]}
+    assert modes == {"model": 0o755, "config.json": 0o644, "model.safetensors": 0o644, "README.md": 0o644}

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
+from safetensors.torch import save_file
 
 import tunify
 from tunify.recipes import apply_overrides, apply_preset, load_config
-from tunify.recipes._base import build, run
+from tunify.recipes._base import build, main, run
 from tunify.recipes._config import config_path
 from tunify.recipes.denoise import RECIPE
 from tunify.train import DistInfo, load_weights
@@ -49,6 +51,22 @@ def test_denoise_end_to_end(shared, tmp_path):
     x, omega = torch.rand(2, 3, 24, 24), torch.tensor([[0.3, 0.7], [1.0, 0.0]])
     with torch.no_grad():
         torch.testing.assert_close(loaded(x, omega=omega), trained(x, omega=omega))
+
+    # --eval-only takes the published folder (or its model.safetensors) as well as the run's weights
+    for weights in (folder, folder / "model.safetensors"):
+        again = tmp_path / f"again_{weights.name}"
+        run(RECIPE, cfg, again, eval_only=True, weights=weights)
+        assert json.loads((again / "sweep.json").read_text()) == rows
+
+
+def test_eval_only_with_mismatched_weights_is_a_one_line_error(shared, tmp_path, capsys):
+    bad = tmp_path / "other.safetensors"
+    save_file({"conv.weight": torch.zeros(1)}, str(bad))
+    with pytest.raises(SystemExit) as exit_info:
+        main(RECIPE, ["--eval-only", "--weights", str(bad), "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{bad} does not match the converted network" in err and "Traceback" not in err
 
 
 def test_only_rank_zero_evaluates_and_publishes(shared, tmp_path, monkeypatch):

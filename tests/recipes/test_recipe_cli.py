@@ -53,3 +53,12 @@ def test_print_config_applies_preset_options_and_overrides(capsys):
     assert main(RECIPE, ["--print-config", "--preset", "smoke", "--init", "scratch", "train.lr=3e-4"]) == 0
     text = capsys.readouterr().out
     assert "init: scratch" in text and "lr: 0.0003" in text and "total_steps: 20" in text
+
+
+def test_overrides_may_sit_between_options(capsys):
+    from tunify.recipes.denoise import RECIPE
+
+    argv = ["train.lr=3e-4", "--print-config", "--val-dir", "some/images", "eval.crop=64"]
+    assert main(RECIPE, argv) == 0
+    text = capsys.readouterr().out
+    assert "lr: 0.0003" in text and "val_dir: some/images" in text and "crop: 64" in text

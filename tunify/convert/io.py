@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .._atomic import atomic_write
 from .._version import __version__
 from .config import ConvertConfig
 from .model import TunableModel
@@ -82,13 +82,7 @@ def save(tmodel: TunableModel, path: str | os.PathLike) -> None:
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in tmodel.base_model.state_dict().items()}
     metadata = {"format": "pt", SPEC_KEY: json.dumps(conversion_spec(tmodel))}
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp_path = Path(tmp.name)
-    try:
-        save_file(state, tmp_path, metadata=metadata)
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -27,6 +27,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 from torch import nn
 
+from .._atomic import temp_dir_beside
 from ..convert import CheckpointError, TunableModel, apply_spec, read_checkpoint, save
 from ..convert.io import load_strict
 from .card import render_card
@@ -56,7 +57,7 @@ def save_pretrained(
         raise FileNotFoundError(f"sweep folder not found: {sweep}")
     config = build_config(tmodel)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    tmp = temp_dir_beside(target)
     try:
         (tmp / CONFIG_NAME).write_text(
             json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"

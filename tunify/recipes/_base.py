@@ -17,12 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 import tunify
 import tunify.zoo as zoo
+from tunify.convert import CheckpointError, TunableModel
+from tunify.convert.io import load_strict
 from tunify.data import ImageFolderEval, ImageFolderPatches, build_degradation, make_patch_loader
 from tunify.evaluate import sweep
+from tunify.hub.config import WEIGHTS_NAME
 from tunify.objectives import ParametricMultiLoss, build_sampler
 from tunify.recipes._config import (
     ConfigError,
@@ -217,8 +221,9 @@ def build_parser(recipe: Recipe) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--weights",
-        help="with --eval-only: tunable weights (default OUT/weights.safetensors), or 'init' for the converted "
-        "initial network unchanged (it equals the original for every ω: a baseline)",
+        help="with --eval-only: tunable weights (default OUT/weights.safetensors), a published folder or its "
+        "model.safetensors, or 'init' for the converted initial network unchanged (it equals the original "
+        "for every ω: a baseline)",
     )
     parser.add_argument(
         "--push-to-hub", metavar="REPO", help="upload the publishable folder to this Hub repo"
@@ -367,10 +372,7 @@ def run(
     built = build(recipe, cfg)
     if eval_only:
         if weights != "init":
-            weights = Path(weights or out / WEIGHTS_FILE)
-            if not weights.is_file():
-                raise FileNotFoundError(f"--eval-only needs trained weights: {weights} is missing")
-            built.model.load_state_dict(load_weights(weights))
+            load_trained(built.model, Path(weights or out / WEIGHTS_FILE))
     else:
         if main_rank:
             (out / "config.yaml").write_text(_dump(cfg))
@@ -395,6 +397,26 @@ def run(
     return Path(folder)
 
 
+def load_trained(model: TunableModel, weights: Path) -> None:
+    """Load a run's ``weights.safetensors`` or a published folder (or its ``model.safetensors``), strictly.
+
+    The first holds the :class:`TunableModel`'s state dict, the second its base network's (no
+    ``base_model.`` prefix); either must match the converted network tensor for tensor.
+    """
+    if weights.is_dir():
+        weights = weights / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"--eval-only needs trained weights: {weights} is missing")
+    try:
+        state = load_weights(weights)
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({error})") from None
+    prefix = "base_model."
+    if state and all(key.startswith(prefix) for key in state):
+        state = {key.removeprefix(prefix): value for key, value in state.items()}
+    load_strict(model, state, str(weights))
+
+
 def _dump(cfg: dict[str, Any]) -> str:
     import yaml
 
@@ -404,7 +426,7 @@ def _dump(cfg: dict[str, Any]) -> str:
 def main(recipe: Recipe, argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m tunify.recipes.<name>``."""
     parser = build_parser(recipe)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     try:
         cfg = resolve_config(recipe, args)
     except ConfigError as e:
@@ -415,13 +437,16 @@ def main(recipe: Recipe, argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = args.out or Path("runs") / f"{recipe.name}-{args.preset}"
-    run(
-        recipe,
-        cfg,
-        out,
-        resume=args.resume,
-        eval_only=args.eval_only,
-        weights=args.weights,
-        push_to_hub=args.push_to_hub,
-    )
+    try:
+        run(
+            recipe,
+            cfg,
+            out,
+            resume=args.resume,
+            eval_only=args.eval_only,
+            weights=args.weights,
+            push_to_hub=args.push_to_hub,
+        )
+    except (CheckpointError, FileNotFoundError) as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
     return 0

@@ -8,7 +8,8 @@ Example:
 
 from __future__ import annotations
 
-from tunify.train.checkpoint import CheckpointDir, atomic_write, load_weights, save_weights
+from tunify._atomic import atomic_write
+from tunify.train.checkpoint import CheckpointDir, load_weights, save_weights
 from tunify.train.config import TrainConfig
 from tunify.train.data import ResumableBatchSampler, make_train_loader
 from tunify.train.distributed import DistInfo, dist_info

@@ -1,10 +1,9 @@
-"""Crash-safe files: atomic writes, safetensors weight export, and step-numbered checkpoint folders.
+"""Crash-safe files: safetensors weight export and step-numbered checkpoint folders.
 
-A run may be killed at any instant, including in the middle of saving. Every file is written to a
-temporary name in its destination folder, fsynced and moved into place with ``os.replace``; a checkpoint is
-a folder that gets its final name ``step_XXXXXXXX`` only once every file in it is on disk, so the latest
-folder with that name is always complete. Leftover temporaries (dot-names ending in ``.tmp``) are ignored
-and cleaned up on the next save.
+A run may be killed at any instant, including in the middle of saving. Every file is written atomically
+(:mod:`tunify._atomic`); a checkpoint is a folder that gets its final name ``step_XXXXXXXX`` only once every
+file in it is on disk, so the latest folder with that name is always complete. Leftover temporaries
+(dot-names ending in ``.tmp``) are ignored and cleaned up on the next save.
 """
 
 from __future__ import annotations
@@ -12,8 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,36 +19,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from tunify._atomic import TMP_SUFFIX, atomic_write, fsync_path, temp_dir_beside
+
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
-_TMP_SUFFIX = ".tmp"
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
-    """Create ``path`` all-or-nothing: ``write(tmp)`` fills a temporary file next to it, then it is swapped in.
-
-    If ``write`` raises, or the process dies, ``path`` keeps its previous content.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        _fsync_path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_path(path.parent)
 
 
 def _plain_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -123,21 +94,21 @@ class CheckpointDir:
         self.root.mkdir(parents=True, exist_ok=True)
         self._remove_temporaries()
         final = self.path(step)
-        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{final.name}.", suffix=_TMP_SUFFIX))
+        tmp = temp_dir_beside(final)
         try:
             for name, state_dict in tensors.items():
                 save_file(_plain_tensors(state_dict), str(tmp / f"{name}.safetensors"))
-                _fsync_path(tmp / f"{name}.safetensors")
+                fsync_path(tmp / f"{name}.safetensors")
             torch.save(state, tmp / "state.pt")
-            _fsync_path(tmp / "state.pt")
-            _fsync_path(tmp)
+            fsync_path(tmp / "state.pt")
+            fsync_path(tmp)
             if final.exists():  # a re-save of the same step: move the old one aside first
-                os.replace(final, self.root / f".{final.name}.old{_TMP_SUFFIX}")
+                os.replace(final, self.root / f".{final.name}.old{TMP_SUFFIX}")
             os.replace(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _fsync_path(self.root)
+        fsync_path(self.root)
         self._prune()
         self._remove_temporaries()
         return final
@@ -154,7 +125,7 @@ class CheckpointDir:
 
     def _remove_temporaries(self) -> None:
         for p in self.root.iterdir():
-            if not (p.name.startswith(".") and p.name.endswith(_TMP_SUFFIX)):
+            if not (p.name.startswith(".") and p.name.endswith(TMP_SUFFIX)):
                 continue
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tunify.train.checkpoint import atomic_write
+from tunify._atomic import atomic_write
 
 
 class RunLogger:

@@ -1,0 +1,36 @@
+"""Atomic writes publish files and folders with the usual permissions, not mkstemp's private ones."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tunify._atomic import atomic_write, temp_dir_beside
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_atomic_file_gets_umask_permissions_not_private(tmp_path: Path, umask_022: None) -> None:
+    atomic_write(tmp_path / "f.txt", lambda tmp: tmp.write_text("x"))
+    assert _mode(tmp_path / "f.txt") == 0o644
+
+
+def test_temp_dir_gets_umask_permissions(tmp_path: Path, umask_022: None) -> None:
+    folder = temp_dir_beside(tmp_path / "model")
+    assert folder.parent == tmp_path and folder.name.startswith(".model.") and folder.name.endswith(".tmp")
+    assert _mode(folder) == 0o755
