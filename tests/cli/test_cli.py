@@ -31,7 +31,7 @@ def _tiny_denoiser(seed: int = 0) -> tunify.TunableModel:
             {"name": "fidelity", "omega_index": 0, "description": "denoising strength"},
             {"name": "noise", "omega_index": 1, "description": "noise preservation"},
         ],
-        "metrics": {"sample": {"psnr": 30.5}},
+        "metrics": {"sample noise(sigma=25.0)": {"ω=(1, 0)": {"psnr": 30.5, "ssim": 0.85, "n_images": 2}}},
     }
     return tmodel
 
@@ -78,7 +78,9 @@ def test_sweep_and_info(
     assert main(["info", str(model_dir)]) == 0
     out = capsys.readouterr().out
     assert "p:           2" in out and "ω1:          fidelity: denoising strength" in out
-    assert "DnCNN" in out and "30.5" in out
+    assert "DnCNN" in out and "sample noise(sigma=25.0)" in out
+    header, row = (line.split() for line in out.splitlines()[-2:])
+    assert header == ["psnr", "ssim", "n_images"] and row == ["ω=(1,", "0)", "30.50", "0.8500", "2"]
 
 
 def test_convert_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

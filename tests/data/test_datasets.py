@@ -90,6 +90,12 @@ def test_eval_folder_is_reproducible_per_image(folder: Path) -> None:
     assert ds.degradation_label == "noise(sigma=25.0, clip=False)"
 
 
+def test_eval_folder_name_says_when_images_are_cropped(folder: Path) -> None:
+    assert ImageFolderEval(folder).name == folder.name
+    assert ImageFolderEval(folder, crop=32).name == f"{folder.name}-crop32"
+    assert ImageFolderEval(folder, crop=(32, 48)).name == f"{folder.name}-crop32x48"
+
+
 @pytest.mark.skipif(
     not (SHARED / "datasets" / "Set14").is_dir(), reason="../shared/datasets/Set14 not available"
 )

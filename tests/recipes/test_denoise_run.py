@@ -38,11 +38,11 @@ def test_denoise_end_to_end(shared, tmp_path):
     rows = json.loads((tmp_path / "sweep.json").read_text())
     assert [r["omega"] for r in rows] == [[v, 1 - v] for v in (0.0, 0.25, 0.5, 0.75, 1.0)]
     assert all(r["n_images"] == 2 for r in rows)
-    assert (tmp_path / "sweeps" / "01_Kodak24" / "sweep.md").is_file()
+    assert (tmp_path / "sweeps" / "01_Kodak24-crop40" / "sweep.md").is_file()
     for name in ("config.json", "model.safetensors", "README.md"):
         assert (folder / name).is_file(), name
     card = (folder / "README.md").read_text()
-    assert "### CBSD68" in card and "### Kodak24 — noise(sigma=50.0" in card  # every eval set
+    assert "### CBSD68-crop40" in card and "### Kodak24-crop40 — noise(sigma=50.0" in card  # every eval set
 
     loaded = tunify.from_pretrained(folder)
     assert loaded.info["task"] == "denoising" and loaded.info["metrics"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from ..hub import read_config
 
@@ -36,9 +37,39 @@ def run(args: argparse.Namespace) -> int:
         obj = objectives.get(i)
         what = f"{obj['name']}: {obj.get('description', '')}".rstrip(": ") if obj else "not documented"
         print(f"ω{i + 1}:          {what}")
-    for key in ("metrics", "training"):
-        if info.get(key):
-            print(
-                f"{key}:\n" + "\n".join("  " + line for line in json.dumps(info[key], indent=2).splitlines())
-            )
+    if info.get("metrics"):
+        print("metrics:")
+        print("\n".join(_metrics_lines(info["metrics"])))
+    if info.get("training"):
+        print("training:\n" + _indented_json(info["training"]))
     return 0
+
+
+def _metrics_lines(metrics: Any) -> list[str]:
+    """One table per eval set (rows: ω; columns: the metrics), the layout ``tunify.evaluate.sweep`` records."""
+    is_table = isinstance(metrics, dict) and all(
+        isinstance(rows, dict) and all(isinstance(row, dict) for row in rows.values())
+        for rows in metrics.values()
+    )
+    if not is_table:
+        return [_indented_json(metrics)]
+    lines = []
+    for eval_set, rows in metrics.items():
+        columns = list(dict.fromkeys(key for row in rows.values() for key in row))
+        width = max(len(label) for label in rows) if rows else 1
+        lines.append(f"  {eval_set}")
+        lines.append(f"    {'':<{width}}" + "".join(f"  {c:>10}" for c in columns))
+        for label, row in rows.items():
+            cells = "".join(f"  {_cell(row.get(c)):>10}" for c in columns)
+            lines.append(f"    {label:<{width}}{cells}")
+    return lines
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1 else f"{value:.2f}"
+    return "–" if value is None else str(value)
+
+
+def _indented_json(value: Any) -> str:
+    return "\n".join("  " + line for line in json.dumps(value, indent=2, ensure_ascii=False).splitlines())

@@ -216,7 +216,7 @@ class ImageFolderEval(Dataset):
         if multiple_of < 1:
             raise ValueError(f"multiple_of must be >= 1, got {multiple_of}")
         self.root = Path(root)
-        self.name = self.root.name
+        self.name = self.root.name + _crop_suffix(crop)  # results on crops must not pass for full images
         self.degradation = degradation
         self.degradation_label = _label(degradation)
         self.seed = seed
@@ -235,6 +235,13 @@ class ImageFolderEval(Dataset):
         out: dict[str, Any] = {k: v[0] for k, v in item.items()}
         out.update(name=self.images.paths[index].stem, index=index)
         return out
+
+
+def _crop_suffix(crop: int | tuple[int, int] | None) -> str:
+    if crop is None:
+        return ""
+    h, w = (crop, crop) if isinstance(crop, int) else crop
+    return f"-crop{h}" if h == w else f"-crop{h}x{w}"
 
 
 class PairedSRFolder(Dataset):

@@ -345,7 +345,7 @@ def evaluate(recipe: Recipe, cfg: dict[str, Any], model: nn.Module, out: Path) -
             omegas,
             out_dir=folder,
             grid=grid,
-            progress=False,
+            progress=cfg["train"].get("progress", True),
             max_batch=cfg["eval"].get("max_batch", 8),
             per_sample=cfg["eval"].get("per_sample", True),
             **recipe.sweep_options(cfg, model),
