@@ -78,3 +78,8 @@ def test_only_rank_zero_evaluates_and_publishes(shared, tmp_path, monkeypatch):
     )
     assert run(RECIPE, cfg, tmp_path) == tmp_path / "pretrained"
     assert not any((tmp_path / name).exists() for name in ("config.yaml", "sweep.json", "pretrained"))
+    assert (
+        run(RECIPE, cfg, tmp_path / "eval", eval_only=True, weights="init")
+        == tmp_path / "eval" / "pretrained"
+    )
+    assert not (tmp_path / "eval").exists()

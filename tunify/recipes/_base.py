@@ -365,9 +365,12 @@ def run(
 ) -> Path:
     """Train (unless ``eval_only``), sweep and write the publishable folder ``out/pretrained``; returns it.
 
-    Under ``torchrun`` every rank trains and only rank 0 writes the run config, sweeps and publishes.
+    Under ``torchrun`` every rank trains and only rank 0 writes the run config, sweeps and publishes
+    (with ``eval_only`` the other ranks return at once).
     """
     main_rank = dist_info().is_main
+    if eval_only and not main_rank:  # evaluation is not data-parallel: rank 0 does all of it
+        return out / "pretrained"
     out.mkdir(parents=True, exist_ok=True)
     built = build(recipe, cfg)
     if eval_only:
