@@ -69,6 +69,13 @@ def test_apply_writes_image(
     assert "wrote" in capsys.readouterr().out
 
 
+def test_apply_gives_greyscale_back_for_greyscale_input(model_dir: Path, image: Path, tmp_path: Path) -> None:
+    grey, out = tmp_path / "grey.png", tmp_path / "out.png"
+    Image.open(image).convert("L").save(grey)
+    assert main(["apply", str(grey), "--omega", "1,0", "--model", str(model_dir), "-o", str(out)]) == 0
+    assert Image.open(out).mode == "L" and Image.open(out).size == (52, 40)
+
+
 def test_sweep_and_info(
     model_dir: Path, image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

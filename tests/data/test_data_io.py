@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tunify.data import ImageReadError, list_images, read_image, to_uint8, write_image
+from tunify.data import ImageReadError, is_greyscale, list_images, read_image, to_uint8, write_image
+from tunify.data.io import read_image_uint8
 
 
 def test_png_round_trip_is_exact_on_uint8_levels(tmp_path: Path) -> None:
@@ -29,6 +30,16 @@ def test_greyscale_to_three_channels_or_one(tmp_path: Path) -> None:
     rgb = read_image(tmp_path / "g.png")
     assert rgb.shape == (3, 4, 5) and torch.allclose(rgb, torch.full_like(rgb, 0.2))
     assert read_image(tmp_path / "g.png", gray_to_rgb=False).shape == (1, 4, 5)
+
+
+def test_sixteen_bit_greyscale_keeps_its_range(tmp_path: Path) -> None:
+    levels = np.array([[0, 257, 32768, 65535]], np.uint16)
+    Image.fromarray(levels).save(tmp_path / "g16.png")  # PIL's own RGB conversion would clip these at 255
+    img = read_image(tmp_path / "g16.png")
+    assert img.shape == (3, 1, 4)
+    torch.testing.assert_close(img[0, 0], torch.tensor(levels[0] / 65535.0, dtype=torch.float32))
+    assert read_image_uint8(tmp_path / "g16.png", gray_to_rgb=False)[0, 0].tolist() == [0, 1, 128, 255]
+    assert is_greyscale(tmp_path / "g16.png")
 
 
 def test_jpeg_reads_as_rgb(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..data import write_image
+from ..data import is_greyscale, write_image
 from ..inference import tiled_forward
 from ._common import add_model_args, load_image, load_model, parse_omega
 
@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     omega = parse_omega(args.omega or ",".join(["0.5"] * model.p), model.p, model.config.allow_extrapolation)
     y = tiled_forward(model, x, omega, tile=args.tile, overlap=args.overlap, progress=not args.no_progress)
+    if is_greyscale(args.image):  # the model saw three equal channels; give back what came in
+        y = y.mean(dim=1, keepdim=True)
     path = write_image(y[0], args.output)
     print(f"wrote {path} ({y.shape[-1]}x{y.shape[-2]}, ω = {args.omega or ','.join(['0.5'] * model.p)})")
     return 0

@@ -25,29 +25,58 @@ def list_images(root: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) 
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts)
 
 
-def read_image_uint8(path: str | Path, *, gray_to_rgb: bool = True) -> torch.Tensor:
-    """Decode an image to a uint8 tensor (C, H, W); uint8 is 4x smaller than float, so caches keep this form.
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L")
 
-    RGB(A)/palette images come back as 3 channels; greyscale images as 3 identical channels when
-    `gray_to_rgb` is true, else as 1 channel.
-    """
-    path = Path(path)
+
+def _decode(path: Path, gray_to_rgb: bool) -> np.ndarray:
+    """(H, W, C) levels: uint16 for 16-bit greyscale files (PIL modes "I", "I;16"), else uint8."""
     try:
         with Image.open(path) as im:
-            mode = "L" if (im.mode in ("L", "LA", "I;16", "I", "1") and not gray_to_rgb) else "RGB"
-            arr = np.asarray(im.convert(mode))
+            if im.mode.startswith("I"):  # PIL's 8-bit conversion of these clips at 255: keep the 16 bits
+                arr = np.asarray(im).astype(np.int64).clip(0, 65535).astype(np.uint16)
+            else:
+                grey = im.mode in GREY_MODES and not gray_to_rgb
+                arr = np.asarray(im.convert("L" if grey else "RGB"))
     except FileNotFoundError as e:
         raise ImageReadError(f"image file not found: {path}") from e
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise ImageReadError(f"cannot read image {path}: {e}") from e
     if arr.ndim == 2:
-        arr = arr[:, :, None]
-    return torch.from_numpy(arr.transpose(2, 0, 1).copy())  # copy: PIL's buffer is read-only
+        arr = np.repeat(arr[:, :, None], 3 if gray_to_rgb else 1, axis=2)
+    return arr
+
+
+def _to_tensor(arr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))  # a copy: PIL's buffer is read-only
+
+
+def read_image_uint8(path: str | Path, *, gray_to_rgb: bool = True) -> torch.Tensor:
+    """Decode an image to a uint8 tensor (C, H, W); uint8 is 4x smaller than float, so caches keep this form.
+
+    RGB(A)/palette images come back as 3 channels; greyscale images as 3 identical channels when
+    `gray_to_rgb` is true, else as 1 channel. 16-bit greyscale is rounded to 8 bits.
+    """
+    arr = _decode(Path(path), gray_to_rgb)
+    if arr.dtype == np.uint16:
+        arr = ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    return _to_tensor(arr)
 
 
 def read_image(path: str | Path, *, gray_to_rgb: bool = True) -> torch.Tensor:
-    """Read a PNG/JPEG/... file as a float tensor (3, H, W) in [0, 1], RGB (see `read_image_uint8`)."""
-    return to_float(read_image_uint8(path, gray_to_rgb=gray_to_rgb))
+    """Read a PNG/JPEG/... file as a float tensor (3, H, W) in [0, 1], RGB (see `read_image_uint8`).
+
+    16-bit greyscale files keep their precision (levels / 65535).
+    """
+    arr = _decode(Path(path), gray_to_rgb)
+    if arr.dtype == np.uint16:
+        return _to_tensor(arr).float().div_(65535.0)
+    return to_float(_to_tensor(arr))
+
+
+def is_greyscale(path: str | Path) -> bool:
+    """Whether an image file is stored as greyscale (read from its header, without decoding the pixels)."""
+    with Image.open(path) as im:
+        return im.mode in GREY_MODES
 
 
 def to_float(img: torch.Tensor) -> torch.Tensor:
