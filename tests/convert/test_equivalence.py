@@ -67,6 +67,10 @@ TIMM = {  # name -> (input size, overrides that shrink the input so the test sta
     "efficientnet_b0": (64, {}),
     "vit_tiny_patch16_224": (64, {"img_size": 64}),
     "swin_tiny_patch4_window7_224": (128, {"img_size": 128, "window_size": 4}),
+    "nfnet_l0": (64, {}),  # ScaledStdConv2d: a Conv2d subclass that standardises its weight in forward
+    "resnetv2_50x1_bit": (64, {}),  # StdConv2d
+    "tf_efficientnet_b0": (64, {}),  # Conv2dSame: TensorFlow "same" padding computed in forward
+    "regnetx_002": (64, {}),  # grouped convolutions
 }
 
 
