@@ -180,6 +180,45 @@ def test_unknown_architecture(tmp_path: Path) -> None:
         zoo.load({"foo.weight": torch.zeros(3)})
 
 
+def _conv_stack(channels: int, width: int, depth: int, last: int | None = None, k: int = 3) -> nn.Sequential:
+    """DnCNN's original layout: a bare nn.Sequential of convolutions with ReLUs between them."""
+    sizes = [channels] + [width] * (depth - 1) + [channels if last is None else last]
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers += [nn.Conv2d(sizes[i], sizes[i + 1], k, padding=k // 2), nn.ReLU()]
+    return nn.Sequential(*layers[:-1]).eval()
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_bare_dncnn_stack_is_read_as_residual_dncnn(tmp_path: Path, channels: int) -> None:
+    body = _conv_stack(channels, 8, 5)
+    torch.save(body.state_dict(), tmp_path / "stack.pth")
+    net = zoo.load(tmp_path / "stack.pth")
+    kwargs = {"in_nc": channels, "out_nc": channels, "nc": 8, "nb": 5, "act_mode": "R", "mode": "DnCNN"}
+    assert zoo.describe(net) == {"architecture": "DnCNN", "kwargs": kwargs}
+    x = torch.rand(2, channels, 12, 12)
+    torch.testing.assert_close(_out(net, x), x - _out(body, x))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [_conv_stack(3, 8, 5, last=12), _conv_stack(4, 8, 5), _conv_stack(3, 8, 5, k=5), _conv_stack(3, 8, 2)],
+    ids=["in-out-differ", "four-channels", "5x5", "too-shallow"],
+)
+def test_other_conv_stacks_are_not_taken_for_dncnn(body: nn.Sequential) -> None:
+    with pytest.raises(zoo.UnknownArchitectureError):
+        zoo.load(body.state_dict())
+
+
+def test_real_cdncnn_b_loads(shared: Path) -> None:
+    path = shared / "pretrained/CDnCNN-B_color_blind/cdncnn_b_color_blind.pth"
+    body = _conv_stack(3, 64, 20)
+    body.load_state_dict(torch.load(path, weights_only=True))
+    net = zoo.load(path)
+    x = torch.rand(1, 3, 16, 16)
+    torch.testing.assert_close(_out(net, x), x - _out(body, x))
+
+
 def test_not_a_state_dict(tmp_path: Path) -> None:
     path = tmp_path / "list.pth"
     torch.save([torch.zeros(2)], path)

@@ -3,9 +3,9 @@
     python -m tunify.recipes.denoise --init ../shared/pretrained/CDnCNN-B_color_blind/cdncnn_b_color_blind.pth
     python -m tunify.recipes.denoise --preset smoke --out runs/dn-smoke
 
-``--init`` takes any checkpoint ``tunify.zoo.load`` reads (e.g. KAIR's DnCNN), or a bare DnCNN-style conv
-stack (keys ``0.weight`` … ``N.bias``, such as the real CDnCNN-B), which is read into the spandrel DnCNN of
-``model.arch``. ``model.residual: true`` says the network predicts the noise (clean = noisy − net(noisy)).
+``--init`` takes any checkpoint ``tunify.zoo.load`` reads: KAIR's DnCNN, the bare conv stacks of DnCNN's
+original releases (the real CDnCNN-B), SwinIR, NAFNet, ... ``model.residual: true`` says the network
+predicts the noise (clean = noisy − net(noisy)).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import tunify.zoo as zoo
-from tunify.recipes._base import DENOISING_EFFECTS, Recipe, load_network, main, multi_loss, resolve_path
+from tunify.recipes._base import DENOISING_EFFECTS, Recipe, load_network, main, multi_loss
 
 
 class NoiseToClean(nn.Module):
@@ -29,16 +29,6 @@ class NoiseToClean(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x - self.net(x)
-
-
-def _conv_stack_to_dncnn(state: dict[str, torch.Tensor], arch: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Keys ``i.weight`` of a bare ``nn.Sequential`` conv/ReLU stack → the spandrel DnCNN's ``model.i.weight``."""
-    if not all(k.split(".")[0].isdigit() for k in state):
-        raise zoo.UnknownArchitectureError(f"not a bare conv stack: keys {list(state)[:4]} ...")
-    convs = sorted({int(k.split(".")[0]) for k in state if k.endswith("weight")})
-    arch["kwargs"] = {**arch.get("kwargs", {}), "nb": len(convs)}
-    arch["kwargs"]["in_nc"] = arch["kwargs"]["out_nc"] = int(state[f"{convs[0]}.weight"].shape[1])
-    return {f"model.{k}": v for k, v in state.items()}
 
 
 def _grey_to_colour(state: dict[str, torch.Tensor], first: str, last: str) -> dict[str, torch.Tensor]:
@@ -67,30 +57,17 @@ def build_model(cfg: dict[str, Any]) -> nn.Module:
     """The denoiser of ``model.init`` (or ``model.arch`` from scratch), residual as ``model.residual`` says."""
     model_cfg = cfg["model"]
     residual = bool(model_cfg.get("residual", True))
-    arch = {**model_cfg["arch"], "kwargs": dict(model_cfg["arch"].get("kwargs", {}))}
-    init = model_cfg.get("init") or "scratch"
-    if init == "scratch":
-        net = zoo.build(arch)
-        if model_cfg.get("he_init"):
-            _he_init(net)
-    else:
-        state = zoo.read_state_dict(resolve_path(init))
-        try:
-            state = _conv_stack_to_dncnn(state, arch)
-        except zoo.UnknownArchitectureError:
-            net = load_network(cfg)  # any architecture spandrel detects (KAIR DnCNN, SwinIR, NAFNet, ...)
-        else:
-            net = zoo.load(state, spec=arch)
-        if (
-            model_cfg.get("colour_from_grey")
-            and type(net).__name__ == "DnCNN"
-            and net.hyperparameters["in_nc"] == 1
-        ):
-            kw = {**net.hyperparameters, "in_nc": 3, "out_nc": 3}
-            n = len(net.model)
-            colour = zoo.build({"architecture": "DnCNN", "kwargs": kw})
-            colour.load_state_dict(_grey_to_colour(net.state_dict(), "model.0", f"model.{n - 1}"))
-            net = colour
+    scratch = (model_cfg.get("init") or "scratch") == "scratch"
+    net = load_network(cfg)  # a checkpoint: bare DnCNN stacks (CDnCNN-B) and all that spandrel detects
+    if scratch and model_cfg.get("he_init"):
+        _he_init(net)
+    grey_dncnn = type(net).__name__ == "DnCNN" and net.hyperparameters["in_nc"] == 1
+    if not scratch and model_cfg.get("colour_from_grey") and grey_dncnn:
+        kw = {**net.hyperparameters, "in_nc": 3, "out_nc": 3}
+        n = len(net.model)
+        colour = zoo.build({"architecture": "DnCNN", "kwargs": kw})
+        colour.load_state_dict(_grey_to_colour(net.state_dict(), "model.0", f"model.{n - 1}"))
+        net = colour
     if type(net).__name__ == "DnCNN":  # spandrel's DnCNN carries the residual as mode DnCNN vs FDnCNN
         mode = "DnCNN" if residual else "FDnCNN"
         net.mode = net.hyperparameters["mode"] = mode

@@ -3,7 +3,9 @@
 Files are read with `torch.load(weights_only=True)` or safetensors only: a checkpoint from the internet must
 never run code. spandrel then detects the architecture and its hyper-parameters from the state dict and
 builds the network; we hand back `descriptor.model` in eval mode, because the descriptor's own call clamps
-outputs to [0, 1] and spandrel returns models in training mode.
+outputs to [0, 1] and spandrel returns models in training mode. DnCNN's original releases (CDnCNN-B, the
+blind grey DnCNN) ship as a bare `nn.Sequential` state dict that spandrel does not recognise; those are
+read into spandrel's DnCNN here.
 """
 
 from __future__ import annotations
@@ -201,6 +203,36 @@ def _spandrel_load(sd: dict[str, torch.Tensor], where: str) -> Any:
         ) from None
 
 
+_STACK_KEY = re.compile(r"^(\d+)\.(weight|bias)$")
+
+
+def bare_dncnn(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+    """(spec, state dict) of spandrel's residual DnCNN for a bare DnCNN conv stack, else None.
+
+    A bare stack has keys ``0.weight, 0.bias, 2.weight, …`` (ReLUs at the odd indices): 3×3 convolutions
+    from c to a constant width and back to c channels, c being 1 or 3. DnCNN networks predict the noise,
+    so the result is in spandrel's residual mode (clean = noisy − stack(noisy)).
+    """
+    found = [_STACK_KEY.match(k) for k in sd]
+    if not found or not all(found):
+        return None
+    indices = sorted({int(m.group(1)) for m in found if m})
+    if indices != list(range(0, 2 * len(indices), 2)) or len(sd) != 2 * len(indices) or len(indices) < 3:
+        return None
+    weights = [sd[f"{i}.weight"] for i in indices]
+    if any(w.ndim != 4 or tuple(w.shape[-2:]) != (3, 3) for w in weights):
+        return None
+    channels, width = weights[0].shape[1], weights[0].shape[0]
+    chain = [tuple(w.shape[:2]) for w in weights]
+    if channels not in (1, 3) or chain != [(width, channels)] + [(width, width)] * (len(weights) - 2) + [
+        (channels, width)
+    ]:
+        return None
+    kwargs = {"in_nc": channels, "out_nc": channels, "nc": width, "nb": len(weights), "act_mode": "R"}
+    spec = {"architecture": "DnCNN", "kwargs": {**kwargs, "mode": "DnCNN"}}
+    return spec, {f"model.{k}": v for k, v in sd.items()}
+
+
 def load(
     path_or_state_dict: str | os.PathLike[str] | Mapping[str, Any],
     *,
@@ -223,6 +255,9 @@ def load(
     sd = read_state_dict(path_or_state_dict, prefix=prefix, strict=strict)
     if spec is not None:
         return _load_into_spec(sd, spec, strict, where, device)
+    stack = bare_dncnn(sd)
+    if stack is not None:
+        return _load_into_spec(stack[1], stack[0], True, where, device)
     try:
         descriptor = _spandrel_load(sd, where)
     except RuntimeError as e:
