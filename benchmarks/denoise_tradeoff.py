@@ -69,25 +69,9 @@ PAPER = {  # Table 1 of Maggioni et al. (CVPR 2023), from ../shared/notes/baseli
 }
 
 
-class Denoiser(nn.Module):
-    """CDnCNN-B: 20 3×3 convs that predict the noise; the clean estimate is input − body(input)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(inplace=True)]
-        for _ in range(18):
-            layers += [nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(inplace=True)]
-        layers.append(nn.Conv2d(64, 3, 3, padding=1))
-        self.body = nn.Sequential(*layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x - self.body(x)
-
-
-def pretrained() -> Denoiser:
-    net = Denoiser()
-    net.body.load_state_dict(torch.load(WEIGHTS, weights_only=True))
-    return net
+def pretrained() -> nn.Module:
+    """CDnCNN-B (20 3×3 convs predicting the noise), read by the zoo into spandrel's residual DnCNN."""
+    return tunify.zoo.load(WEIGHTS)
 
 
 class FixedOmega(nn.Module):
