@@ -62,3 +62,16 @@ def test_overrides_may_sit_between_options(capsys):
     assert main(RECIPE, argv) == 0
     text = capsys.readouterr().out
     assert "lr: 0.0003" in text and "val_dir: some/images" in text and "crop: 64" in text
+
+
+def test_missing_official_init_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    from tunify.recipes.nafnet_dn import RECIPE
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty cache; NAFNet has no direct link
+    with pytest.raises(SystemExit) as exit_info:
+        main(RECIPE, ["--out", str(tmp_path / "run"), "train.total_steps=2"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert (
+        "model.init='NAFNet-SIDD-width32.pth'" in err and "--init scratch" in err and "Traceback" not in err
+    )

@@ -83,9 +83,9 @@ def resolve_path(path: str | Path) -> Path:
 
 
 def load_network(cfg: dict[str, Any]) -> nn.Module:
-    """The base network of ``cfg["model"]``: from ``init`` (a checkpoint through ``tunify.zoo.load``), or
-    freshly initialised from ``name`` (a ``tunify.zoo.create`` name) or ``arch`` (a spec) when ``init`` is
-    ``scratch``."""
+    """The base network of ``cfg["model"]``: from ``init`` (a checkpoint file or the name of an official
+    checkpoint, through ``tunify.zoo.load``), or freshly initialised from ``name`` (a ``tunify.zoo.create``
+    name) or ``arch`` (a spec) when ``init`` is ``scratch``."""
     model_cfg = cfg["model"]
     init = model_cfg.get("init") or "scratch"
     overrides = dict(model_cfg.get("kwargs") or {})
@@ -97,12 +97,10 @@ def load_network(cfg: dict[str, Any]) -> nn.Module:
             return zoo.build({**spec, "kwargs": {**spec.get("kwargs", {}), **overrides}})
         raise ConfigError("model.init is 'scratch' but neither model.name nor model.arch is set")
     path = resolve_path(init)
-    if not path.is_file():
-        raise ConfigError(
-            f"model.init={init!r} is neither 'scratch' nor an existing checkpoint file; download the official "
-            "checkpoint and pass its path with --init, or use --init scratch"
-        )
-    return zoo.load(path)
+    try:  # a file, or the name of an official checkpoint (fetched into the torch hub cache)
+        return zoo.load(path if path.is_file() else init)
+    except zoo.CheckpointNotFoundError as error:
+        raise ConfigError(f"model.init={init!r}: {error}; or start from --init scratch") from None
 
 
 def convert_network(net: nn.Module, cfg: dict[str, Any]) -> tunify.TunableModel:
@@ -450,6 +448,6 @@ def main(recipe: Recipe, argv: Sequence[str] | None = None) -> int:
             weights=args.weights,
             push_to_hub=args.push_to_hub,
         )
-    except (CheckpointError, FileNotFoundError) as e:
+    except (ConfigError, CheckpointError, zoo.ZooError, FileNotFoundError) as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     return 0

@@ -1,6 +1,6 @@
 """tunify.zoo: the networks users already have — official SwinIR/NAFNet checkpoints (via spandrel) and timm.
 
-model = tunify.zoo.load("001_classicalSR_DF2K_s64w8_SwinIR-M_x2.pth")   # plain network, eval mode
+model = tunify.zoo.load("001_classicalSR_DF2K_s64w8_SwinIR-M_x2.pth")   # official name (downloaded once) or path
 spec = tunify.zoo.describe(model)          # {"architecture": "SwinIR", "kwargs": {...}}
 fresh = tunify.zoo.build(spec)             # same network, freshly initialised
 net = tunify.zoo.create("nafnet_sidd_w32") # by name; also "timm:resnet18"
@@ -18,6 +18,7 @@ from .errors import (
     UnsafeCheckpointError,
     ZooError,
 )
+from .official import OFFICIAL, OfficialCheckpoint, cache_dir, fetch
 from .registry import ModelEntry, config, create, list_models, register_config, register_model
 from .spec import ArchSpec, build, describe
 from .targets import TUNABLE_TARGETS, default_tunable_targets
@@ -25,20 +26,24 @@ from .targets import TUNABLE_TARGETS, default_tunable_targets
 list = list_models  # shadows the builtin only in this module: `tunify.zoo.list()` reads naturally; the builtin is untouched elsewhere
 
 __all__ = [
+    "OFFICIAL",
     "TUNABLE_TARGETS",
     "ArchSpec",
     "CheckpointError",
     "CheckpointNotFoundError",
     "ModelEntry",
+    "OfficialCheckpoint",
     "UnknownArchitectureError",
     "UnknownModelError",
     "UnsafeCheckpointError",
     "ZooError",
     "build",
+    "cache_dir",
     "config",
     "create",
     "default_tunable_targets",
     "describe",
+    "fetch",
     "list",
     "list_models",
     "load",

@@ -25,6 +25,7 @@ from .errors import (
     UnknownArchitectureError,
     UnsafeCheckpointError,
 )
+from .official import fetch
 from .spec import ArchSpec, build
 
 #: Wrapper keys of training frameworks, in order of preference: KAIR/BasicSR (SwinIR, NAFNet) save
@@ -175,9 +176,14 @@ def read_state_dict(
     prefix: str | None = None,
     strict: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """The checkpoint's flat state dict (CPU tensors), read safely and unwrapped as in `load`."""
+    """The checkpoint's flat state dict (CPU tensors), read safely and unwrapped as in `load`.
+
+    A path that is not a file may be an official checkpoint's name: it is then fetched (`official.fetch`).
+    """
     if isinstance(path_or_state_dict, (str, os.PathLike)):
         path = Path(path_or_state_dict)
+        if not path.exists():
+            path = fetch(path_or_state_dict)
         return unwrap_state_dict(_read_file(path), prefix=prefix, strict=strict, source=path)
     return unwrap_state_dict(path_or_state_dict, prefix=prefix, strict=strict)
 
@@ -243,7 +249,8 @@ def load(
 ) -> nn.Module:
     """The plain network of an official checkpoint, in eval mode, with its architecture detected by spandrel.
 
-    Accepts a path (.pth/.pt/.ckpt with or without `params`/`params_ema` wrappers, or .safetensors) or an
+    Accepts a path (.pth/.pt/.ckpt with or without `params`/`params_ema` wrappers, or .safetensors), the file
+    name of an official checkpoint (`official.OFFICIAL`; downloaded once into the torch hub cache) or an
     in-memory state dict. `prefix` selects and strips a key prefix (fixtures keep weights under `model.`).
     With `strict=False`, entries the detected network does not have are ignored; keys it needs must exist,
     since spandrel infers the hyper-parameters from them. `describe(model)` gives the detected spec.
