@@ -12,7 +12,9 @@ from ..hub import save_pretrained
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("convert", help="make a pretrained checkpoint tunable and save it")
     parser.add_argument(
-        "checkpoint", help="a .pth/.safetensors checkpoint whose architecture spandrel detects"
+        "checkpoint",
+        help="a .pth/.safetensors checkpoint whose architecture tunify.zoo detects, or an official checkpoint's "
+        "file name (e.g. 001_classicalSR_DF2K_s64w8_SwinIR-M_x4.pth; downloaded once into the torch hub cache)",
     )
     parser.add_argument(
         "--p", type=int, default=2, help="number of tunable parameters (length of ω; default 2)"
