@@ -70,10 +70,18 @@ def test_apply_writes_image(
 
 
 def test_apply_gives_greyscale_back_for_greyscale_input(model_dir: Path, image: Path, tmp_path: Path) -> None:
-    grey, out = tmp_path / "grey.png", tmp_path / "out.png"
+    grey, grey16, out = tmp_path / "grey.png", tmp_path / "grey16.png", tmp_path / "out.png"
     Image.open(image).convert("L").save(grey)
-    assert main(["apply", str(grey), "--omega", "1,0", "--model", str(model_dir), "-o", str(out)]) == 0
+    Image.fromarray(np.asarray(Image.open(grey)).astype(np.uint16) * 257).save(grey16)
+    argv = ["apply", "--omega", "1,0", "--model", str(model_dir), "-o"]
+    assert main([*argv, str(out), str(grey)]) == 0
     assert Image.open(out).mode == "L" and Image.open(out).size == (52, 40)
+    assert main([*argv, str(tmp_path / "out16.png"), str(grey16)]) == 0  # the same image in 16 bits
+    out16 = np.asarray(Image.open(tmp_path / "out16.png")).astype(np.int64)
+    assert Image.open(tmp_path / "out16.png").mode.startswith("I")  # 16-bit greyscale
+    assert np.abs(out16 / 257 - np.asarray(Image.open(out))).max() <= 1
+    assert main([*argv, str(tmp_path / "out16.jpg"), str(grey16)]) == 0  # JPEG has no 16 bits: 8
+    assert Image.open(tmp_path / "out16.jpg").mode == "L"
 
 
 def test_sweep_and_info(

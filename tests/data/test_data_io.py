@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tunify.data import ImageReadError, is_greyscale, list_images, read_image, to_uint8, write_image
+from tunify.data import ImageReadError, grey_bit_depth, list_images, read_image, to_uint8, write_image
 from tunify.data.io import read_image_uint8
 
 
@@ -39,7 +39,18 @@ def test_sixteen_bit_greyscale_keeps_its_range(tmp_path: Path) -> None:
     assert img.shape == (3, 1, 4)
     torch.testing.assert_close(img[0, 0], torch.tensor(levels[0] / 65535.0, dtype=torch.float32))
     assert read_image_uint8(tmp_path / "g16.png", gray_to_rgb=False)[0, 0].tolist() == [0, 1, 128, 255]
-    assert is_greyscale(tmp_path / "g16.png")
+    assert grey_bit_depth(tmp_path / "g16.png") == 16
+
+
+def test_sixteen_bit_greyscale_round_trip(tmp_path: Path) -> None:
+    img = torch.tensor([[[0.0, 1 / 65535, 0.5, 1.0]]])
+    path = write_image(img, tmp_path / "o.png", bits=16)
+    assert np.asarray(Image.open(path)).tolist() == [[0, 1, 32768, 65535]]
+    torch.testing.assert_close(read_image(path, gray_to_rgb=False), img, atol=0.5 / 65535 + 1e-7, rtol=0)
+    with pytest.raises(ValueError, match="16-bit greyscale"):
+        write_image(torch.zeros(3, 2, 2), tmp_path / "rgb.png", bits=16)
+    write_image(torch.zeros(3, 2, 2), tmp_path / "rgb.png")
+    assert grey_bit_depth(tmp_path / "rgb.png") is None
 
 
 def test_jpeg_reads_as_rgb(tmp_path: Path) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from ..data import is_greyscale, write_image
+from ..data import grey_bit_depth, write_image
 from ..inference import tiled_forward
 from ._common import add_model_args, load_image, load_model, parse_omega
+
+SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")  # formats that store 16-bit greyscale
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,8 +35,10 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     omega = parse_omega(args.omega or ",".join(["0.5"] * model.p), model.p, model.config.allow_extrapolation)
     y = tiled_forward(model, x, omega, tile=args.tile, overlap=args.overlap, progress=not args.no_progress)
-    if is_greyscale(args.image):  # the model saw three equal channels; give back what came in
+    bits = grey_bit_depth(args.image)
+    if bits is not None:  # the model saw three equal channels; give back what came in, at its bit depth
         y = y.mean(dim=1, keepdim=True)
-    path = write_image(y[0], args.output)
+    sixteen = bits == 16 and Path(args.output).suffix.lower() in SIXTEEN_BIT_SUFFIXES
+    path = write_image(y[0], args.output, bits=16 if sixteen else 8)
     print(f"wrote {path} ({y.shape[-1]}x{y.shape[-2]}, ω = {args.omega or ','.join(['0.5'] * model.p)})")
     return 0

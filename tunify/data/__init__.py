@@ -25,7 +25,7 @@ from tunify.data.degradations import (
     gaussian_kernel2d,
     register_degradation,
 )
-from tunify.data.io import ImageReadError, is_greyscale, list_images, read_image, to_uint8, write_image
+from tunify.data.io import ImageReadError, grey_bit_depth, list_images, read_image, to_uint8, write_image
 
 __all__ = [
     "BicubicDownsample",
@@ -46,7 +46,7 @@ __all__ = [
     "dihedral",
     "gaussian_blur",
     "gaussian_kernel2d",
-    "is_greyscale",
+    "grey_bit_depth",
     "list_images",
     "make_patch_loader",
     "read_image",

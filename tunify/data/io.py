@@ -73,10 +73,12 @@ def read_image(path: str | Path, *, gray_to_rgb: bool = True) -> torch.Tensor:
     return to_float(_to_tensor(arr))
 
 
-def is_greyscale(path: str | Path) -> bool:
-    """Whether an image file is stored as greyscale (read from its header, without decoding the pixels)."""
+def grey_bit_depth(path: str | Path) -> int | None:
+    """16 or 8 for a greyscale image file, None for colour (from its header, without decoding the pixels)."""
     with Image.open(path) as im:
-        return im.mode in GREY_MODES
+        if im.mode.startswith("I"):
+            return 16
+        return 8 if im.mode in GREY_MODES else None
 
 
 def to_float(img: torch.Tensor) -> torch.Tensor:
@@ -89,16 +91,23 @@ def to_uint8(img: torch.Tensor) -> torch.Tensor:
     return img.detach().float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).cpu()
 
 
-def write_image(img: torch.Tensor, path: str | Path) -> Path:
-    """Write a float image (3, H, W) or (1, H, W) in [0, 1] as 8-bit PNG (or whatever the suffix says).
+def write_image(img: torch.Tensor, path: str | Path, *, bits: int = 8) -> Path:
+    """Write a float image (3, H, W) or (1, H, W) in [0, 1] as PNG (or whatever the suffix says).
 
-    Values are clamped to [0, 1] and rounded to uint8; parent folders are created.
+    Values are clamped to [0, 1] and rounded to 8-bit levels, or to 16-bit ones with ``bits=16`` (greyscale
+    only: PIL has no 16-bit RGB); parent folders are created.
     """
     if img.ndim == 4 and img.shape[0] == 1:
         img = img[0]
     if img.ndim != 3 or img.shape[0] not in (1, 3):
         raise ValueError(f"write_image expects a (3, H, W) or (1, H, W) tensor, got shape {tuple(img.shape)}")
-    arr = to_uint8(img).numpy().transpose(1, 2, 0)
+    if bits not in (8, 16) or (bits == 16 and img.shape[0] != 1):
+        raise ValueError(f"write_image writes 8-bit images, or 16-bit greyscale ones; got bits={bits}")
+    if bits == 16:
+        arr = img.detach().float().clamp(0.0, 1.0).mul(65535.0).round().cpu().numpy().astype(np.uint16)
+    else:
+        arr = to_uint8(img).numpy()
+    arr = arr.transpose(1, 2, 0)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(path)
