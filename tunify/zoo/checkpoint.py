@@ -212,7 +212,7 @@ def _spandrel_load(sd: dict[str, torch.Tensor], where: str) -> Any:
 _STACK_KEY = re.compile(r"^(\d+)\.(weight|bias)$")
 
 
-def bare_dncnn(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+def _bare_dncnn(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
     """(spec, state dict) of spandrel's residual DnCNN for a bare DnCNN conv stack, else None.
 
     A bare stack has keys ``0.weight, 0.bias, 2.weight, …`` (ReLUs at the odd indices): 3×3 convolutions
@@ -262,7 +262,7 @@ def load(
     sd = read_state_dict(path_or_state_dict, prefix=prefix, strict=strict)
     if spec is not None:
         return _load_into_spec(sd, spec, strict, where, device)
-    stack = bare_dncnn(sd)
+    stack = _bare_dncnn(sd)
     if stack is not None:
         return _load_into_spec(stack[1], stack[0], True, where, device)
     try:
