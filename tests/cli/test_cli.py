@@ -69,6 +69,19 @@ def test_apply_writes_image(
     assert "wrote" in capsys.readouterr().out
 
 
+def test_apply_carries_transparency_over(model_dir: Path, image: Path, tmp_path: Path) -> None:
+    rgba = Image.open(image).convert("RGBA")
+    alpha = (np.arange(40 * 52).reshape(40, 52) % 256).astype(np.uint8)
+    rgba.putalpha(Image.fromarray(alpha))
+    rgba.save(tmp_path / "in.png")
+    argv = ["apply", str(tmp_path / "in.png"), "--omega", "1,0", "--model", str(model_dir), "-o"]
+    assert main([*argv, str(tmp_path / "out.png")]) == 0
+    out = Image.open(tmp_path / "out.png")
+    assert out.mode == "RGBA" and np.array_equal(np.asarray(out)[..., 3], alpha)
+    assert main([*argv, str(tmp_path / "out.jpg")]) == 0  # JPEG has no alpha: RGB
+    assert Image.open(tmp_path / "out.jpg").mode == "RGB"
+
+
 def test_apply_gives_greyscale_back_for_greyscale_input(model_dir: Path, image: Path, tmp_path: Path) -> None:
     grey, grey16, out = tmp_path / "grey.png", tmp_path / "grey16.png", tmp_path / "out.png"
     Image.open(image).convert("L").save(grey)

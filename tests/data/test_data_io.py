@@ -7,7 +7,15 @@ import pytest
 import torch
 from PIL import Image
 
-from tunify.data import ImageReadError, grey_bit_depth, list_images, read_image, to_uint8, write_image
+from tunify.data import (
+    ImageReadError,
+    grey_bit_depth,
+    list_images,
+    read_alpha,
+    read_image,
+    to_uint8,
+    write_image,
+)
 from tunify.data.io import read_image_uint8
 
 
@@ -51,6 +59,19 @@ def test_sixteen_bit_greyscale_round_trip(tmp_path: Path) -> None:
         write_image(torch.zeros(3, 2, 2), tmp_path / "rgb.png", bits=16)
     write_image(torch.zeros(3, 2, 2), tmp_path / "rgb.png")
     assert grey_bit_depth(tmp_path / "rgb.png") is None
+
+
+def test_alpha_is_read_apart_and_written_back(tmp_path: Path) -> None:
+    rgba = np.zeros((2, 3, 4), np.uint8)
+    rgba[..., 3] = [[0, 51, 255], [255, 255, 102]]
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    alpha = read_alpha(tmp_path / "a.png")
+    assert alpha.shape == (1, 2, 3) and torch.equal(alpha, torch.from_numpy(rgba[..., 3]).float()[None] / 255)
+    assert read_image(tmp_path / "a.png").shape == (3, 2, 3)  # colour channels only
+    path = write_image(torch.cat([read_image(tmp_path / "a.png"), alpha]), tmp_path / "b.png")
+    assert Image.open(path).mode == "RGBA" and np.array_equal(np.asarray(Image.open(path)), rgba)
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "rgb.png")
+    assert read_alpha(tmp_path / "rgb.png") is None
 
 
 def test_jpeg_reads_as_rgb(tmp_path: Path) -> None:

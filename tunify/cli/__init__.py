@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from huggingface_hub.errors import HfHubHTTPError
@@ -19,6 +20,8 @@ from . import apply, bake, convert, demo, info, sweep
 from ._common import UsageError
 
 USER_ERRORS = (UsageError, ValueError, OSError, ZooError, HfHubHTTPError)
+#: Warnings third-party architecture code raises on every run, which a command-line user can do nothing about.
+THIRD_PARTY_NOISE = (r"torch\.meshgrid: in an upcoming release", r"'saved_variables' is deprecated")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    if not debug:
+        for message in THIRD_PARTY_NOISE:
+            warnings.filterwarnings("ignore", message=message)
     try:
         args = build_parser().parse_args(argv)
         return int(args.run(args))

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data import grey_bit_depth, write_image
+import torch
+import torch.nn.functional as F
+
+from ..data import grey_bit_depth, read_alpha, write_image
 from ..inference import tiled_forward
 from ._common import add_model_args, load_image, load_model, parse_omega
 
 SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")  # formats that store 16-bit greyscale
+ALPHA_SUFFIXES = (".png", ".tif", ".tiff", ".webp")  # formats that store transparency
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,10 +39,14 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     omega = parse_omega(args.omega or ",".join(["0.5"] * model.p), model.p, model.config.allow_extrapolation)
     y = tiled_forward(model, x, omega, tile=args.tile, overlap=args.overlap, progress=not args.no_progress)
+    suffix = Path(args.output).suffix.lower()
     bits = grey_bit_depth(args.image)
     if bits is not None:  # the model saw three equal channels; give back what came in, at its bit depth
         y = y.mean(dim=1, keepdim=True)
-    sixteen = bits == 16 and Path(args.output).suffix.lower() in SIXTEEN_BIT_SUFFIXES
+    alpha = read_alpha(args.image) if suffix in ALPHA_SUFFIXES else None
+    if alpha is not None:  # transparency is not the network's business: carried over (resized for SR)
+        y = torch.cat([y, F.interpolate(alpha[None].to(y), size=y.shape[-2:], mode="bilinear")], dim=1)
+    sixteen = bits == 16 and alpha is None and suffix in SIXTEEN_BIT_SUFFIXES
     path = write_image(y[0], args.output, bits=16 if sixteen else 8)
     print(f"wrote {path} ({y.shape[-1]}x{y.shape[-2]}, ω = {args.omega or ','.join(['0.5'] * model.p)})")
     return 0

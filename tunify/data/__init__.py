@@ -25,7 +25,15 @@ from tunify.data.degradations import (
     gaussian_kernel2d,
     register_degradation,
 )
-from tunify.data.io import ImageReadError, grey_bit_depth, list_images, read_image, to_uint8, write_image
+from tunify.data.io import (
+    ImageReadError,
+    grey_bit_depth,
+    list_images,
+    read_alpha,
+    read_image,
+    to_uint8,
+    write_image,
+)
 
 __all__ = [
     "BicubicDownsample",
@@ -49,6 +57,7 @@ __all__ = [
     "grey_bit_depth",
     "list_images",
     "make_patch_loader",
+    "read_alpha",
     "read_image",
     "register_degradation",
     "to_uint8",

@@ -81,6 +81,16 @@ def grey_bit_depth(path: str | Path) -> int | None:
         return 8 if im.mode in GREY_MODES else None
 
 
+def read_alpha(path: str | Path) -> torch.Tensor | None:
+    """The alpha channel (1, H, W) in [0, 1] of an image that has one (RGBA, LA, palette transparency), else
+    None. Networks see the colour channels only; callers put the alpha back on the output."""
+    with Image.open(path) as im:
+        if "A" not in im.getbands() and "transparency" not in im.info:
+            return None
+        alpha = np.asarray(im.convert("RGBA").getchannel("A"))
+    return to_float(torch.from_numpy(alpha.copy())[None])
+
+
 def to_float(img: torch.Tensor) -> torch.Tensor:
     """uint8 levels -> float32 in [0, 1]."""
     return img.float().div_(255.0)
@@ -92,15 +102,18 @@ def to_uint8(img: torch.Tensor) -> torch.Tensor:
 
 
 def write_image(img: torch.Tensor, path: str | Path, *, bits: int = 8) -> Path:
-    """Write a float image (3, H, W) or (1, H, W) in [0, 1] as PNG (or whatever the suffix says).
+    """Write a float image (C, H, W) in [0, 1] as PNG (or whatever the suffix says): C = 1 grey, 2 grey +
+    alpha, 3 RGB, 4 RGBA.
 
     Values are clamped to [0, 1] and rounded to 8-bit levels, or to 16-bit ones with ``bits=16`` (greyscale
-    only: PIL has no 16-bit RGB); parent folders are created.
+    only: PIL has no other 16-bit mode); parent folders are created.
     """
     if img.ndim == 4 and img.shape[0] == 1:
         img = img[0]
-    if img.ndim != 3 or img.shape[0] not in (1, 3):
-        raise ValueError(f"write_image expects a (3, H, W) or (1, H, W) tensor, got shape {tuple(img.shape)}")
+    if img.ndim != 3 or img.shape[0] not in (1, 2, 3, 4):
+        raise ValueError(
+            f"write_image expects a (C, H, W) tensor with C in 1..4, got shape {tuple(img.shape)}"
+        )
     if bits not in (8, 16) or (bits == 16 and img.shape[0] != 1):
         raise ValueError(f"write_image writes 8-bit images, or 16-bit greyscale ones; got bits={bits}")
     if bits == 16:
