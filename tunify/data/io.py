@@ -96,9 +96,14 @@ def to_float(img: torch.Tensor) -> torch.Tensor:
     return img.float().div_(255.0)
 
 
+def _levels(img: torch.Tensor, peak: float) -> torch.Tensor:
+    """Float image in [0, 1] -> integer levels 0..peak as floats (clamped, rounded half to even), on the CPU."""
+    return img.detach().float().clamp(0.0, 1.0).mul(peak).round().cpu()
+
+
 def to_uint8(img: torch.Tensor) -> torch.Tensor:
     """Float image in [0, 1] -> uint8 levels (clamped, rounded half to even like numpy), on the CPU."""
-    return img.detach().float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).cpu()
+    return _levels(img, 255.0).to(torch.uint8)
 
 
 def write_image(img: torch.Tensor, path: str | Path, *, bits: int = 8) -> Path:
@@ -116,11 +121,9 @@ def write_image(img: torch.Tensor, path: str | Path, *, bits: int = 8) -> Path:
         )
     if bits not in (8, 16) or (bits == 16 and img.shape[0] != 1):
         raise ValueError(f"write_image writes 8-bit images, or 16-bit greyscale ones; got bits={bits}")
-    if bits == 16:
-        arr = img.detach().float().clamp(0.0, 1.0).mul(65535.0).round().cpu().numpy().astype(np.uint16)
-    else:
-        arr = to_uint8(img).numpy()
-    arr = arr.transpose(1, 2, 0)
+    arr = (
+        _levels(img, 65535.0).numpy().astype(np.uint16) if bits == 16 else to_uint8(img).numpy()
+    ).transpose(1, 2, 0)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(path)
