@@ -113,6 +113,7 @@ def test_layers_without_a_grid_take_the_maps_average() -> None:
         )
     report = {row.name: row.spatial for row in tmodel.conversion_report()}
     assert report == {"0": "per pixel", "2": "average"}
+    assert tunify.convert.conversion_spec(tmodel)["map_averaged"] == ["2"]  # what `tunify info` prints
 
 
 def test_gradients_reach_the_map() -> None:
