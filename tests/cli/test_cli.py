@@ -143,6 +143,28 @@ def test_bake_writes_a_plain_network(
     assert "p = 2" in capsys.readouterr().err
 
 
+def test_bake_records_omega_and_source_and_info_reads_it(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "plain.safetensors"
+    assert main(["bake", "--model", str(model_dir), "--omega", "0.25,0.75", "-o", str(out)]) == 0
+    with safetensors.safe_open(out, framework="pt") as f:
+        record = json.loads(f.metadata()["tunify_baked"])
+    assert record["omega"] == [0.25, 0.75] and record["source"] == str(model_dir) and record["p"] == 2
+    assert record["base"]["architecture"] == "DnCNN" and record["objectives"][0]["name"] == "fidelity"
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "baked at:    ω = (0.25, 0.75)" in text and f"from:        {model_dir}" in text
+    assert "base:        DnCNN" in text and "ω2:          noise: noise preservation" in text
+    saved = tmp_path / "tunable.safetensors"  # a tunify.save file: described from its conversion spec
+    tunify.save(tunify.from_pretrained(model_dir), saved)
+    assert main(["info", str(saved)]) == 0
+    assert "p:           2" in capsys.readouterr().out
+    safetensors.torch.save_file({"w": torch.zeros(2)}, tmp_path / "foreign.safetensors")
+    assert "no tunify metadata" in _error(capsys, ["info", str(tmp_path / "foreign.safetensors")])
+
+
 @pytest.mark.parametrize(
     ("argv", "match"),
     [
@@ -153,6 +175,17 @@ def test_bake_writes_a_plain_network(
         (["apply", "{image}", "--omega", "0.5", "--model", "{model}", "-o", "x.png"], "p = 2"),
         (["apply", "{image}", "--omega", "0.5,1.5", "--model", "{model}", "-o", "x.png"], r"\[0, 1\]"),
         (["apply", "{image}", "--omega", "a,b", "--model", "{model}", "-o", "x.png"], "comma-separated"),
+        (
+            ["apply", "{image}", "--omega", "-0.1,1", "--model", "{model}", "-o", "x.png"],
+            r"\[0, 1\], got -0.1,1",
+        ),
+        (["apply", "{image}", "--omega", "nan,1", "--model", "{model}", "-o", "x.png"], "contains NaN"),
+        (["sweep", "{image}", "--omega", "-1,2", "--model", "{model}", "-o", "s.png"], r"\[0, 1\]"),
+        (["bake", "--omega", "-0.5,1", "--model", "{model}", "-o", "b.safetensors"], r"\[0, 1\]"),
+        (["bake", "--omega", "1,0", "--model", "{model}", "-o", "b.pth"], "safetensors only"),
+        (["demo", "--sigma", "-5", "-o", "{tmp}"], r"--sigma must lie in \(0, 255\]"),
+        (["demo", "--sigma", "nan", "-o", "{tmp}"], r"--sigma must lie in \(0, 255\]"),
+        (["demo", "--sigma", "300", "-o", "{tmp}"], r"--sigma must lie in \(0, 255\]"),
         (["apply", "{image}", "--model", "{missing}", "-o", "x.png"], "not a valid Hub repo id"),
         (["apply", "{bad_image}", "--model", "{model}", "-o", "x.png"], "cannot read image"),
         (["sweep", "{image}", "--model", "/nonexistent/dir/model", "-o", "s.png"], "not a valid Hub repo id"),
@@ -172,9 +205,33 @@ def test_errors_are_one_line(
 ) -> None:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
-    paths = {"model": model_dir, "image": image, "missing": tmp_path / "nope.png", "bad_image": bad}
+    paths = {
+        "model": model_dir,
+        "image": image,
+        "missing": tmp_path / "nope.png",
+        "bad_image": bad,
+        "tmp": tmp_path,
+    }
     argv = [a.format(**paths) for a in argv]
     assert re.search(match, _error(capsys, argv))
+
+
+@pytest.mark.parametrize("command", ["apply", "sweep"])
+def test_unsupported_output_extension_fails_before_any_work(
+    command: str,
+    image: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before the output name was checked")
+
+    monkeypatch.setattr(f"tunify.cli.{command}.load_model", no_model)
+    for name in ("out.xyz", "out"):
+        err = _error(capsys, [command, str(image), "-o", str(tmp_path / name)])
+        assert "not an image format tunify writes" in err and ".png" in err
+    assert not list(tmp_path.glob("out*"))
 
 
 def test_missing_embedded_model_is_one_line(

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..data import grey_bit_depth, read_alpha, write_image
 from ..inference import tiled_forward
-from ._common import add_model_args, load_image, load_model, parse_omega
+from ._common import add_model_args, check_image_output, load_image, load_model, parse_omega
 
 SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")  # formats that store 16-bit greyscale
 ALPHA_SUFFIXES = (".png", ".tif", ".tiff", ".webp")  # formats that store transparency
@@ -35,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_image_output(args.output)
     x = load_image(args.image, args.device)
     model = load_model(args)
     omega = parse_omega(args.omega or ",".join(["0.5"] * model.p), model.p, model.config.allow_extrapolation)
