@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -232,6 +233,22 @@ def test_unsupported_output_extension_fails_before_any_work(
         err = _error(capsys, [command, str(image), "-o", str(tmp_path / name)])
         assert "not an image format tunify writes" in err and ".png" in err
     assert not list(tmp_path.glob("out*"))
+
+
+def test_unknown_model_offline_fails_fast(
+    image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    for argv in (["info", "acme/nothing"], ["apply", str(image), "--model", "acme/nothing", "-o", "x.png"]):
+        start = time.perf_counter()
+        assert "acme/nothing/config.json: not a local folder, not in the Hugging Face cache" in _error(
+            capsys, argv
+        )
+        assert time.perf_counter() - start < 3.0
 
 
 def test_missing_embedded_model_is_one_line(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -89,7 +90,9 @@ def test_offline_hub_cache(tmp_path: Path, offline: None) -> None:
     fake_cache(tmp_path / "cache", "acme/tiny", tmp_path / "m")
     loaded = from_pretrained("acme/tiny", cache_dir=tmp_path / "cache")
     _same_outputs(tmodel, loaded, torch.rand(1, 3, 16, 16))
-    with pytest.raises(HubError, match=r"acme/other/config\.json: not in the local"):
+    with pytest.raises(
+        HubError, match=r"acme/other/config\.json: not a local folder, not in the Hugging Face cache"
+    ):
         from_pretrained("acme/other", cache_dir=tmp_path / "cache")
 
 
@@ -117,9 +120,28 @@ def test_hub_download_is_patched_at_tunify(tmp_path: Path) -> None:
         assert kwargs["revision"] == "v1"
         return str(folder / filename)
 
-    with mock.patch("tunify.hub.io.hf_hub_download", fake_download):
+    with (
+        mock.patch("tunify.hub.io.hf_hub_download", fake_download),
+        mock.patch("tunify.hub.io._hub_reachable", lambda endpoint: True),
+    ):
         from_pretrained("acme/dn", revision="v1")
     assert calls == ["config.json", "model.safetensors"]
+
+
+def test_unreachable_hub_uses_the_cache_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No back-off retries when the Hub does not answer: the cached copy, or the error, within seconds."""
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    tmodel = tiny_dncnn(1)
+    save_pretrained(tmodel, tmp_path / "m")
+    fake_cache(tmp_path / "cache", "acme/tiny", tmp_path / "m")
+    start = time.perf_counter()
+    loaded = from_pretrained("acme/tiny", cache_dir=tmp_path / "cache")
+    with pytest.raises(HubError, match=r"acme/other/config\.json: .*http://127\.0\.0\.1:9 does not answer"):
+        read_config("acme/other", cache_dir=tmp_path / "cache")
+    assert time.perf_counter() - start < 3.0
+    _same_outputs(tmodel, loaded, torch.rand(1, 3, 16, 16))
 
 
 def test_push_to_hub_uploads_one_folder(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub import HfApi, constants, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
@@ -24,7 +24,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.utils import get_session, validate_repo_id
 from torch import nn
 
 from .._atomic import temp_dir_beside
@@ -35,6 +35,8 @@ from .config import CONFIG_NAME, WEIGHTS_NAME, HubError, build_config, read_conf
 
 SWEEP_FILES = ("tuning_strip.png", "psnr_vs_omega.png", "sweep.json", "sweep.md")
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")
+#: Seconds the Hub gets to answer before a download is treated as offline (cache only).
+PROBE_TIMEOUT_S = 2.0
 
 
 def save_pretrained(
@@ -105,9 +107,27 @@ def _refuse_pickles(folder: Path) -> None:
     raise HubError(f"{folder}: no {WEIGHTS_NAME}{found}")
 
 
+def _hub_reachable(endpoint: str) -> bool:
+    """Whether the Hub answers at all (any HTTP status), within :data:`PROBE_TIMEOUT_S`.
+
+    huggingface_hub retries a failed download with back-off when nothing is cached (about half a minute
+    offline); one short probe first lets an offline call go straight to the cache, or to the error.
+    """
+    try:
+        get_session().head(endpoint, timeout=PROBE_TIMEOUT_S, follow_redirects=False)
+    except Exception:  # any transport failure (refused, DNS, timeout, proxy): the Hub cannot be reached
+        return False
+    return True
+
+
 def _download(repo_id: str, filename: str, hub_kwargs: dict[str, Any]) -> Path:
     """One file of a Hub repo through the cache (so it works offline once downloaded), with named errors."""
     where = f"{repo_id}/{filename}"
+    offline = ""
+    if not (hub_kwargs.get("local_files_only") or constants.is_offline_mode()):
+        if not _hub_reachable(constants.ENDPOINT):
+            hub_kwargs = {**hub_kwargs, "local_files_only": True}
+            offline = f"; {constants.ENDPOINT} does not answer"
     try:
         return Path(
             hf_hub_download(repo_id, filename, repo_type="model", library_name="tunify", **hub_kwargs)
@@ -123,8 +143,8 @@ def _download(repo_id: str, filename: str, hub_kwargs: dict[str, Any]) -> Path:
             else ""
         )
         raise HubError(
-            f"{where}: not in the local Hugging Face cache and the Hub cannot be reached (offline or "
-            f"local_files_only){hint}"
+            f"{where}: not a local folder, not in the Hugging Face cache, and the Hub cannot be reached "
+            f"(offline or local_files_only{offline}){hint}"
         ) from None
     except EntryNotFoundError:
         hint = "; tunify loads safetensors only, never .bin/.pth pickles" if filename == WEIGHTS_NAME else ""
