@@ -45,6 +45,39 @@ def test_custom_round_trip_needs_model(tmp_path: Path) -> None:
     _same_outputs(tmodel, loaded, torch.rand(2, 3, 12, 12))
 
 
+def test_omega_effects_document_a_custom_network(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmodel = tiny_custom()
+    tmodel.info = {}  # nothing documented: the card would say "not documented" for every ω_i
+    effects = ["stronger denoising", ("noise", "keeps the input's grain")]
+    folder = save_pretrained(tmodel, tmp_path / "m", omega_effects=effects, repo_id="acme/mine")
+    assert tmodel.info == {}  # the model in memory is left as it is
+    assert read_config(folder)["info"]["objectives"] == [
+        {"omega_index": 0, "description": "stronger denoising"},
+        {"name": "noise", "omega_index": 1, "description": "keeps the input's grain"},
+    ]
+    card = (folder / "README.md").read_text()
+    assert "| ω1 | – | stronger denoising |" in card and "| ω2 | noise | keeps the input's grain |" in card
+    assert "not documented" not in card
+    # a custom network cannot be rebuilt from config.json: the card shows only what loads it
+    assert 'tunify.from_pretrained("acme/mine", model=TinyNet())' in card
+    assert "tunify apply" not in card.split("tunify apply` / `tunify sweep` cannot")[1]
+    assert "--model acme/mine" not in card and "tunify info acme/mine" in card
+    from tunify.cli import main
+
+    assert main(["info", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "ω1:          stronger denoising" in out and "ω2:          noise: keeps the input's grain" in out
+    for bad, match in (
+        (["one"], r"one entry per ω_i \(p = 2\)"),
+        ("ab", "one entry per ω_i"),
+        (["x", ""], r"omega_effects\[1\] must be a non-empty string"),
+        (["x", ("a", "b", "c")], r"omega_effects\[1\]"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            save_pretrained(tmodel, tmp_path / "bad", omega_effects=bad)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_timm_round_trip(tmp_path: Path) -> None:
     timm = pytest.importorskip("timm")
     net = timm.create_model("resnet18", pretrained=False, num_classes=3).eval()

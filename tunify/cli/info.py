@@ -64,7 +64,9 @@ def _print_objectives(objectives: list[dict[str, Any]], p: int) -> None:
     by_index = {o.get("omega_index", i): o for i, o in enumerate(objectives)}
     for i in range(p):
         obj = by_index.get(i)
-        what = f"{obj['name']}: {obj.get('description', '')}".rstrip(": ") if obj else "not documented"
+        what = (
+            ": ".join(t for t in (obj.get("name"), obj.get("description")) if t) if obj else "not documented"
+        )
         print(f"ω{i + 1}:          {what}")
 
 
