@@ -35,8 +35,13 @@ class Contract:
 def read_contract(text: str) -> Contract:
     """The room levels of the "Package rooms" list: ``- L1 `tunify/a`, `tunify/b` (-> c); L2 ...`` lines."""
     contract = Contract()
+    items: list[str] = []  # list items, with their indented continuation lines joined
     for line in text.splitlines():
-        line = line.strip()
+        if line.startswith("- "):
+            items.append(line)
+        elif line.startswith("  ") and items:
+            items[-1] += " " + line.strip()
+    for line in items:
         if line.startswith("- private leaves"):
             contract.leaves |= set(ROOM.findall(line))
             continue
@@ -156,10 +161,14 @@ def test_the_contract_parser() -> None:
         "- L1 `tunify/a`, `tunify/b.py` (torch only; do not import each other)\n"
         "- L2 `tunify/c` (-> a), `tunify/d` (-> c, a)\n"
         "- L3 `tunify/e` (-> c); L4 `tunify/f`\n"
-        "- private leaves any room may use: `tunify/_x.py`\n"
+        "- private leaves any room may use: `tunify/_x.py`,\n  `tunify/_y.py`\n"
     )
     contract = read_contract(text)
-    assert contract.level == {"a": 1, "b": 1, "c": 2, "d": 2, "e": 3, "f": 4} and contract.leaves == {"_x"}
-    assert contract.allowed("d") == {"a", "b", "c", "d", "_x"}  # d builds on c, at its own level
-    assert contract.allowed("c") == {"a", "b", "c", "_x"}  # but c may not import d
-    assert contract.allowed("a") == {"a", "_x"}
+    assert contract.level == {"a": 1, "b": 1, "c": 2, "d": 2, "e": 3, "f": 4} and contract.leaves == {
+        "_x",
+        "_y",
+    }
+    leaves = {"_x", "_y"}
+    assert contract.allowed("d") == {"a", "b", "c", "d", *leaves}  # d builds on c, at its own level
+    assert contract.allowed("c") == {"a", "b", "c", *leaves}  # but c may not import d
+    assert contract.allowed("a") == {"a", *leaves}
