@@ -36,7 +36,7 @@ def test_describe_build_round_trip(path: Path) -> None:
     spec = zoo.describe(model)
     meta = json.loads((path.with_suffix(".json")).read_text())
     assert spec["architecture"] == meta["official_class"]
-    assert zoo.ArchSpec.from_json(json.dumps(spec)).to_dict() == spec  # JSON-able as is
+    assert zoo.ArchSpec.from_dict(json.loads(json.dumps(spec))).to_dict() == spec  # JSON-able as is
     for k, v in meta["constructor_kwargs"].items():  # detected hyper-parameters match the official ones
         assert spec["kwargs"][k] == v, k
     rebuilt = zoo.build(spec)
