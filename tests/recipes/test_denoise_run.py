@@ -10,8 +10,9 @@ from safetensors.torch import save_file
 
 import tunify
 from tunify.recipes import apply_overrides, apply_preset, load_config
-from tunify.recipes._base import build, main, run
+from tunify.recipes._cli import main
 from tunify.recipes._config import config_path
+from tunify.recipes._run import build, run
 from tunify.recipes.denoise import RECIPE
 from tunify.train import DistInfo, load_weights
 
@@ -71,7 +72,7 @@ def test_eval_only_with_mismatched_weights_is_a_one_line_error(shared, tmp_path,
 
 def test_only_rank_zero_evaluates_and_publishes(shared, tmp_path, monkeypatch):
     """Under torchrun every rank trains; a rank other than 0 must not sweep or write the publishable folder."""
-    monkeypatch.setattr("tunify.recipes._base.dist_info", lambda: DistInfo(rank=1, world_size=2))
+    monkeypatch.setattr("tunify.recipes._run.dist_info", lambda: DistInfo(rank=1, world_size=2))
     cfg = apply_overrides(
         apply_preset(load_config(config_path("denoise")), "smoke"),
         ["train.total_steps=2", "train.warmup_steps=1", "train.device=cpu", "data.patch_size=16"],

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tunify.recipes import RECIPES
-from tunify.recipes._base import main
+from tunify.recipes._cli import main
 
 
 @pytest.mark.parametrize("name", RECIPES)
