@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     info, base = config["info"], config["base"]
     kwargs = f" {json.dumps(base['kwargs'])}" if base.get("kwargs") else ""
     print(f"model:       {args.model}")
+    if info.get("note"):
+        print(f"note:        {info['note']}")
     print(f"base:        {base['architecture']}{kwargs}" + (f" ({base['class']})" if "class" in base else ""))
     if info.get("base_model"):
         print(f"base model:  {info['base_model']}")

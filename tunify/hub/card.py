@@ -30,7 +30,7 @@ PIPELINE_TAGS = {
 TEMPLATE = Template(
     """
 # $title
-
+$note
 $description
 
 A **tunable** network: one set of weights whose behaviour is chosen at inference by a vector
@@ -158,6 +158,7 @@ def render_card(config: dict[str, Any], repo_id: str, sweep_dir: Path | None = N
     custom_class = base.get("class", "unknown class") if architecture == "custom" else None
     body = TEMPLATE.substitute(
         title=info.get("name") or f"Tunable {architecture} (p = {p})",
+        note=f"\n> **{info['note']}**\n" if info.get("note") else "",
         description=info.get("description", ""),
         p=p,
         objectives=_objectives_table(info, p),

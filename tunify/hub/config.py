@@ -37,6 +37,7 @@ INFO_SCHEMA: dict[str, str] = {
     "init": "str: the checkpoint the tunable copies started from (file or zoo name), when not a Hub id",
     "tags": "list of str: extra model-card tags",
     "description": "str: one paragraph for the model card",
+    "note": "str: a caveat shown first on the card and by tunify info (e.g. a smoke run: not a result)",
 }
 
 
@@ -48,7 +49,7 @@ def validate_info(info: dict[str, Any], where: str = "info") -> dict[str, Any]:
     """Check the known ``info`` fields (raising ValueError naming the field) and that all is JSON-able."""
     if not isinstance(info, dict):
         raise ValueError(f"{where} must be a dict, got {type(info).__name__}")
-    for key in ("task", "license", "base_model", "init", "description"):
+    for key in ("task", "license", "base_model", "init", "description", "note"):
         if key in info and info[key] is not None and not isinstance(info[key], str):
             raise ValueError(f"{where}['{key}'] must be a string, got {info[key]!r}")
     for key in ("metrics", "training"):

@@ -74,9 +74,24 @@ def model_info(recipe: Recipe, cfg: dict[str, Any]) -> dict[str, Any]:
             "train": cfg["train"],
         },
     }
+    init = str(cfg["model"].get("init") or "scratch")
+    if (
+        init != "scratch"
+    ):  # the card's "original weights": a file's name (never this machine's path) or a zoo name
+        info["init"] = Path(init).name
     if cfg.get("license"):
         info["license"] = cfg["license"]
+    note = run_note(cfg)
+    if note:
+        info["note"] = note
     return json.loads(json.dumps(info, default=str))
+
+
+def run_note(cfg: dict[str, Any]) -> str | None:
+    """The config's ``note`` (the smoke preset sets one) with the learning rate and steps that justify it."""
+    if not cfg.get("note"):
+        return None
+    return f"{cfg['note']}: lr {cfg['train']['lr']:g}, {cfg['train']['total_steps']} steps"
 
 
 def metrics_info(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -108,6 +123,7 @@ def evaluate(recipe: Recipe, cfg: dict[str, Any], model: nn.Module, out: Path) -
             progress=cfg["train"].get("progress", True),
             max_batch=cfg["eval"].get("max_batch", 8),
             per_sample=cfg["eval"].get("per_sample", True),
+            note=run_note(cfg),
             **recipe.sweep_options(cfg, model),
         )
     return rows

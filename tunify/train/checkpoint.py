@@ -105,12 +105,10 @@ class CheckpointDir:
         final = self.path(step)
         tmp = temp_dir_beside(final)
         try:
-            for name, state_dict in tensors.items():
-                save_file(_plain_tensors(state_dict), str(tmp / f"{name}.safetensors"))
-                fsync_path(tmp / f"{name}.safetensors")
-            torch.save(state, tmp / "state.pt")
-            fsync_path(tmp / "state.pt")
-            fsync_path(tmp)
+            for name, state_dict in tensors.items():  # atomic_write: fsynced, and the umask's permissions
+                plain = _plain_tensors(state_dict)
+                atomic_write(tmp / f"{name}.safetensors", lambda t, plain=plain: save_file(plain, str(t)))
+            atomic_write(tmp / "state.pt", lambda t: torch.save(state, t))
             if final.exists():  # a re-save of the same step: move the old one aside first
                 os.replace(final, self.root / f".{final.name}.old{TMP_SUFFIX}")
             os.replace(tmp, final)
