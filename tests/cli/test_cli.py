@@ -110,6 +110,9 @@ def test_sweep_and_info(
     assert "DnCNN" in out and "sample noise(sigma=25.0)" in out
     header, row = (line.split() for line in out.splitlines()[-2:])
     assert header == ["psnr", "ssim", "n_images"] and row == ["ω=(1,", "0)", "30.50", "0.8500", "2"]
+    assert main(["info"]) == 0  # no argument: the embedded model
+    out = capsys.readouterr().out
+    assert out.startswith("model:       the embedded model (") and "default_denoiser" in out
 
 
 def test_convert_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

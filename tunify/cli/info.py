@@ -15,7 +15,7 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 
 from ..convert.io import SPEC_KEY
-from ..hub import read_config
+from ..hub import embedded_model_dir, read_config
 from ._common import UsageError
 from .bake import BAKED_KEY
 
@@ -26,8 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "model",
+        nargs="?",
         metavar="REPO_OR_DIR_OR_FILE",
-        help="a save_pretrained folder, a Hub repo id, or a .safetensors file from tunify bake / tunify.save",
+        help="a save_pretrained folder, a Hub repo id, or a .safetensors file from tunify bake / tunify.save "
+        "(default: the embedded model)",
     )
     parser.add_argument("--revision", help="Hub revision")
     parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only")
@@ -35,12 +37,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    label = args.model
+    if args.model is None:
+        args.model = str(embedded_model_dir())
+        label = f"the embedded model ({args.model})"
     if Path(args.model).is_file() and Path(args.model).suffix.lower() == ".safetensors":
         return _describe_file(Path(args.model))
     config = read_config(args.model, revision=args.revision, local_files_only=args.local_files_only)
     info, base = config["info"], config["base"]
     kwargs = f" {json.dumps(base['kwargs'])}" if base.get("kwargs") else ""
-    print(f"model:       {args.model}")
+    print(f"model:       {label}")
     if info.get("note"):
         print(f"note:        {info['note']}")
     print(f"base:        {base['architecture']}{kwargs}" + (f" ({base['class']})" if "class" in base else ""))
