@@ -80,11 +80,11 @@ def test_omega_effects_document_a_custom_network(tmp_path: Path, capsys: pytest.
 
 def test_timm_round_trip(tmp_path: Path) -> None:
     timm = pytest.importorskip("timm")
-    net = timm.create_model("resnet18", pretrained=False, num_classes=3).eval()
+    net = timm.create_model("test_resnet", pretrained=False, num_classes=3).eval()  # timm's tiny test model
     tmodel = tunify.convert(net, p=2).eval()
     save_pretrained(tmodel, tmp_path / "r")
     assert read_config(tmp_path / "r")["base"] == {
-        "architecture": "timm:resnet18",
+        "architecture": "timm:test_resnet",
         "kwargs": {"num_classes": 3},
     }
     loaded = from_pretrained(tmp_path / "r")
