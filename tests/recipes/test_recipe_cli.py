@@ -26,7 +26,9 @@ def test_help(name, capsys):
 def test_module_entry_point_help(monkeypatch, capsys):
     """``python -m tunify.recipes.denoise --help``: the module's ``__main__`` block, run in this process."""
     monkeypatch.setattr(sys, "argv", ["denoise", "--help"])
-    monkeypatch.delitem(sys.modules, "tunify.recipes.denoise", raising=False)  # as a fresh `python -m` sees it
+    monkeypatch.delitem(
+        sys.modules, "tunify.recipes.denoise", raising=False
+    )  # as a fresh `python -m` sees it
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_module("tunify.recipes.denoise", run_name="__main__")
     assert exit_info.value.code == 0 and "noise preservation" in capsys.readouterr().out
