@@ -34,3 +34,13 @@ def test_temp_dir_gets_umask_permissions(tmp_path: Path, umask_022: None) -> Non
     folder = temp_dir_beside(tmp_path / "model")
     assert folder.parent == tmp_path and folder.name.startswith(".model.") and folder.name.endswith(".tmp")
     assert _mode(folder) == 0o755
+
+
+def test_checkpoint_files_get_umask_permissions(tmp_path: Path, umask_022: None) -> None:
+    import torch
+
+    from tunify.train import CheckpointDir
+
+    folder = CheckpointDir(tmp_path).save(1, {"model": {"w": torch.zeros(2)}}, {"step": 1})
+    assert _mode(folder) == 0o755
+    assert {p.name: _mode(p) for p in folder.iterdir()} == {"model.safetensors": 0o644, "state.pt": 0o644}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,9 @@ def test_sweep_and_info(
     assert "DnCNN" in out and "sample noise(sigma=25.0)" in out
     header, row = (line.split() for line in out.splitlines()[-2:])
     assert header == ["psnr", "ssim", "n_images"] and row == ["ω=(1,", "0)", "30.50", "0.8500", "2"]
+    assert main(["info"]) == 0  # no argument: the embedded model
+    out = capsys.readouterr().out
+    assert out.startswith("model:       the embedded model (") and "default_denoiser" in out
 
 
 def test_convert_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -143,6 +147,28 @@ def test_bake_writes_a_plain_network(
     assert "p = 2" in capsys.readouterr().err
 
 
+def test_bake_records_omega_and_source_and_info_reads_it(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "plain.safetensors"
+    assert main(["bake", "--model", str(model_dir), "--omega", "0.25,0.75", "-o", str(out)]) == 0
+    with safetensors.safe_open(out, framework="pt") as f:
+        record = json.loads(f.metadata()["tunify_baked"])
+    assert record["omega"] == [0.25, 0.75] and record["source"] == str(model_dir) and record["p"] == 2
+    assert record["base"]["architecture"] == "DnCNN" and record["objectives"][0]["name"] == "fidelity"
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "baked at:    ω = (0.25, 0.75)" in text and f"from:        {model_dir}" in text
+    assert "base:        DnCNN" in text and "ω2:          noise: noise preservation" in text
+    saved = tmp_path / "tunable.safetensors"  # a tunify.save file: described from its conversion spec
+    tunify.save(tunify.from_pretrained(model_dir), saved)
+    assert main(["info", str(saved)]) == 0
+    assert "p:           2" in capsys.readouterr().out
+    safetensors.torch.save_file({"w": torch.zeros(2)}, tmp_path / "foreign.safetensors")
+    assert "no tunify metadata" in _error(capsys, ["info", str(tmp_path / "foreign.safetensors")])
+
+
 @pytest.mark.parametrize(
     ("argv", "match"),
     [
@@ -153,6 +179,17 @@ def test_bake_writes_a_plain_network(
         (["apply", "{image}", "--omega", "0.5", "--model", "{model}", "-o", "x.png"], "p = 2"),
         (["apply", "{image}", "--omega", "0.5,1.5", "--model", "{model}", "-o", "x.png"], r"\[0, 1\]"),
         (["apply", "{image}", "--omega", "a,b", "--model", "{model}", "-o", "x.png"], "comma-separated"),
+        (
+            ["apply", "{image}", "--omega", "-0.1,1", "--model", "{model}", "-o", "x.png"],
+            r"\[0, 1\], got -0.1,1",
+        ),
+        (["apply", "{image}", "--omega", "nan,1", "--model", "{model}", "-o", "x.png"], "contains NaN"),
+        (["sweep", "{image}", "--omega", "-1,2", "--model", "{model}", "-o", "s.png"], r"\[0, 1\]"),
+        (["bake", "--omega", "-0.5,1", "--model", "{model}", "-o", "b.safetensors"], r"\[0, 1\]"),
+        (["bake", "--omega", "1,0", "--model", "{model}", "-o", "b.pth"], "safetensors only"),
+        (["demo", "--sigma", "-5", "-o", "{tmp}"], r"--sigma must lie in \(0, 255\]"),
+        (["demo", "--sigma", "nan", "-o", "{tmp}"], r"--sigma must lie in \(0, 255\]"),
+        (["demo", "--sigma", "300", "-o", "{tmp}"], r"--sigma must lie in \(0, 255\]"),
         (["apply", "{image}", "--model", "{missing}", "-o", "x.png"], "not a valid Hub repo id"),
         (["apply", "{bad_image}", "--model", "{model}", "-o", "x.png"], "cannot read image"),
         (["sweep", "{image}", "--model", "/nonexistent/dir/model", "-o", "s.png"], "not a valid Hub repo id"),
@@ -172,9 +209,49 @@ def test_errors_are_one_line(
 ) -> None:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
-    paths = {"model": model_dir, "image": image, "missing": tmp_path / "nope.png", "bad_image": bad}
+    paths = {
+        "model": model_dir,
+        "image": image,
+        "missing": tmp_path / "nope.png",
+        "bad_image": bad,
+        "tmp": tmp_path,
+    }
     argv = [a.format(**paths) for a in argv]
     assert re.search(match, _error(capsys, argv))
+
+
+@pytest.mark.parametrize("command", ["apply", "sweep"])
+def test_unsupported_output_extension_fails_before_any_work(
+    command: str,
+    image: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before the output name was checked")
+
+    monkeypatch.setattr(f"tunify.cli.{command}.load_model", no_model)
+    for name in ("out.xyz", "out"):
+        err = _error(capsys, [command, str(image), "-o", str(tmp_path / name)])
+        assert "not an image format tunify writes" in err and ".png" in err
+    assert not list(tmp_path.glob("out*"))
+
+
+def test_unknown_model_offline_fails_fast(
+    image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    for argv in (["info", "acme/nothing"], ["apply", str(image), "--model", "acme/nothing", "-o", "x.png"]):
+        start = time.perf_counter()
+        assert "acme/nothing/config.json: not a local folder, not in the Hugging Face cache" in _error(
+            capsys, argv
+        )
+        assert time.perf_counter() - start < 3.0
 
 
 def test_missing_embedded_model_is_one_line(

@@ -63,6 +63,14 @@ def test_sweep_writes_the_four_outputs(tiny_set: ImageFolderEval, tmp_path: Path
     assert "| (0.25, 0.75) |" in (out / "sweep.md").read_text()
     assert model.training and model.calls == [(3, 2), (2, 2)] * 2  # two batched forwards per image
     assert Image.open(out / "tuning_strip.png").size[0] > 7 * 16  # input + 5 ω + clean
+    assert "note" not in rows[0] and not (out / "sweep.md").read_text().startswith(">")
+    noted = sweep(model, tiny_set, [[1, 0]], out_dir=tmp_path / "n", progress=False, note="pipeline check")
+    assert (
+        noted[0]["note"]
+        == "pipeline check"
+        == json.loads((tmp_path / "n" / "sweep.json").read_text())[0]["note"]
+    )
+    assert (tmp_path / "n" / "sweep.md").read_text().startswith("> **pipeline check**\n")
 
 
 def test_sweep_values_at_the_ends_and_shared_omega(tiny_set: ImageFolderEval) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -44,13 +45,46 @@ def test_custom_round_trip_needs_model(tmp_path: Path) -> None:
     _same_outputs(tmodel, loaded, torch.rand(2, 3, 12, 12))
 
 
+def test_omega_effects_document_a_custom_network(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmodel = tiny_custom()
+    tmodel.info = {}  # nothing documented: the card would say "not documented" for every ω_i
+    effects = ["stronger denoising", ("noise", "keeps the input's grain")]
+    folder = save_pretrained(tmodel, tmp_path / "m", omega_effects=effects, repo_id="acme/mine")
+    assert tmodel.info == {}  # the model in memory is left as it is
+    assert read_config(folder)["info"]["objectives"] == [
+        {"omega_index": 0, "description": "stronger denoising"},
+        {"name": "noise", "omega_index": 1, "description": "keeps the input's grain"},
+    ]
+    card = (folder / "README.md").read_text()
+    assert "| ω1 | – | stronger denoising |" in card and "| ω2 | noise | keeps the input's grain |" in card
+    assert "not documented" not in card
+    # a custom network cannot be rebuilt from config.json: the card shows only what loads it
+    assert 'tunify.from_pretrained("acme/mine", model=TinyNet())' in card
+    assert "tunify apply" not in card.split("tunify apply` / `tunify sweep` cannot")[1]
+    assert "--model acme/mine" not in card and "tunify info acme/mine" in card
+    from tunify.cli import main
+
+    assert main(["info", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "ω1:          stronger denoising" in out and "ω2:          noise: keeps the input's grain" in out
+    for bad, match in (
+        (["one"], r"one entry per ω_i \(p = 2\)"),
+        ("ab", "one entry per ω_i"),
+        (["x", ""], r"omega_effects\[1\] must be a non-empty string"),
+        (["x", ("a", "b", "c")], r"omega_effects\[1\]"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            save_pretrained(tmodel, tmp_path / "bad", omega_effects=bad)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_timm_round_trip(tmp_path: Path) -> None:
     timm = pytest.importorskip("timm")
-    net = timm.create_model("resnet18", pretrained=False, num_classes=3).eval()
+    net = timm.create_model("test_resnet", pretrained=False, num_classes=3).eval()  # timm's tiny test model
     tmodel = tunify.convert(net, p=2).eval()
     save_pretrained(tmodel, tmp_path / "r")
     assert read_config(tmp_path / "r")["base"] == {
-        "architecture": "timm:resnet18",
+        "architecture": "timm:test_resnet",
         "kwargs": {"num_classes": 3},
     }
     loaded = from_pretrained(tmp_path / "r")
@@ -89,7 +123,9 @@ def test_offline_hub_cache(tmp_path: Path, offline: None) -> None:
     fake_cache(tmp_path / "cache", "acme/tiny", tmp_path / "m")
     loaded = from_pretrained("acme/tiny", cache_dir=tmp_path / "cache")
     _same_outputs(tmodel, loaded, torch.rand(1, 3, 16, 16))
-    with pytest.raises(HubError, match=r"acme/other/config\.json: not in the local"):
+    with pytest.raises(
+        HubError, match=r"acme/other/config\.json: not a local folder, not in the Hugging Face cache"
+    ):
         from_pretrained("acme/other", cache_dir=tmp_path / "cache")
 
 
@@ -117,9 +153,28 @@ def test_hub_download_is_patched_at_tunify(tmp_path: Path) -> None:
         assert kwargs["revision"] == "v1"
         return str(folder / filename)
 
-    with mock.patch("tunify.hub.io.hf_hub_download", fake_download):
+    with (
+        mock.patch("tunify.hub.io.hf_hub_download", fake_download),
+        mock.patch("tunify.hub.io._hub_reachable", lambda endpoint: True),
+    ):
         from_pretrained("acme/dn", revision="v1")
     assert calls == ["config.json", "model.safetensors"]
+
+
+def test_unreachable_hub_uses_the_cache_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No back-off retries when the Hub does not answer: the cached copy, or the error, within seconds."""
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    tmodel = tiny_dncnn(1)
+    save_pretrained(tmodel, tmp_path / "m")
+    fake_cache(tmp_path / "cache", "acme/tiny", tmp_path / "m")
+    start = time.perf_counter()
+    loaded = from_pretrained("acme/tiny", cache_dir=tmp_path / "cache")
+    with pytest.raises(HubError, match=r"acme/other/config\.json: .*http://127\.0\.0\.1:9 does not answer"):
+        read_config("acme/other", cache_dir=tmp_path / "cache")
+    assert time.perf_counter() - start < 3.0
+    _same_outputs(tmodel, loaded, torch.rand(1, 3, 16, 16))
 
 
 def test_push_to_hub_uploads_one_folder(tmp_path: Path) -> None:

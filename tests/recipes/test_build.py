@@ -9,8 +9,8 @@ import torch
 
 from tunify.hub import validate_info
 from tunify.recipes import RECIPES, apply_overrides, apply_preset, load_config
-from tunify.recipes._base import build
 from tunify.recipes._config import config_path
+from tunify.recipes._run import build
 
 
 def smoke_config(name: str) -> dict:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import importlib
-import subprocess
+import runpy
 import sys
 
 import pytest
 
 from tunify.recipes import RECIPES
-from tunify.recipes._base import main
+from tunify.recipes._cli import main
 
 
 @pytest.mark.parametrize("name", RECIPES)
@@ -23,11 +23,15 @@ def test_help(name, capsys):
         assert option in text
 
 
-def test_module_entry_point_help():
-    result = subprocess.run(
-        [sys.executable, "-m", "tunify.recipes.denoise", "--help"], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0 and "noise preservation" in result.stdout
+def test_module_entry_point_help(monkeypatch, capsys):
+    """``python -m tunify.recipes.denoise --help``: the module's ``__main__`` block, run in this process."""
+    monkeypatch.setattr(sys, "argv", ["denoise", "--help"])
+    monkeypatch.delitem(
+        sys.modules, "tunify.recipes.denoise", raising=False
+    )  # as a fresh `python -m` sees it
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("tunify.recipes.denoise", run_name="__main__")
+    assert exit_info.value.code == 0 and "noise preservation" in capsys.readouterr().out
 
 
 def test_bad_override_exits_with_the_key(capsys):

@@ -75,3 +75,13 @@ def test_configs_ship_inside_the_package() -> None:
     assert config_path("denoise").read_bytes() == (repo_configs / "denoise.yaml").read_bytes()
     pyproject = (repo_configs.parent / "pyproject.toml").read_text()
     assert '"recipes/configs/*.yaml"' in pyproject
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_preset_shows_progress_and_smoke_says_it_is_not_a_result(name):
+    base = load_config(config_path(name))
+    for preset in ["full", *base.get("presets", {})]:
+        cfg = apply_preset(base, preset)
+        assert cfg["train"]["progress"] is True, f"{name} --preset {preset} hides its progress"
+        assert (preset == "smoke") == bool(cfg["note"]), f"{name} --preset {preset}: note {cfg['note']!r}"
+    assert "not a result" in apply_preset(base, "smoke")["note"]

@@ -13,6 +13,7 @@ import torch.nn as nn
 from safetensors.torch import save_file
 from zoo_testdata import FIXTURE_PREFIX, fixture_by_name, fixture_io, fixture_params
 
+import tunify
 from tunify import zoo
 
 ATOL = RTOL = 1e-4
@@ -35,7 +36,7 @@ def test_describe_build_round_trip(path: Path) -> None:
     spec = zoo.describe(model)
     meta = json.loads((path.with_suffix(".json")).read_text())
     assert spec["architecture"] == meta["official_class"]
-    assert zoo.ArchSpec.from_json(json.dumps(spec)).to_dict() == spec  # JSON-able as is
+    assert zoo.ArchSpec.from_dict(json.loads(json.dumps(spec))).to_dict() == spec  # JSON-able as is
     for k, v in meta["constructor_kwargs"].items():  # detected hyper-parameters match the official ones
         assert spec["kwargs"][k] == v, k
     rebuilt = zoo.build(spec)
@@ -157,8 +158,16 @@ def test_corrupt_safetensors(tmp_path: Path, cut: int) -> None:
     save_file({"w": torch.randn(64, 64)}, str(good))
     path = tmp_path / "cut.safetensors"
     path.write_bytes(good.read_bytes()[:-cut] if cut < 10_000 else good.read_bytes()[: cut // 1000])
-    with pytest.raises(zoo.CheckpointError, match=r"cut\.safetensors.*(truncated|corrupt)"):
-        zoo.load(path)
+    with pytest.raises(tunify.CheckpointError, match=r"cut\.safetensors.*(truncated|corrupt)"):
+        zoo.load(path)  # one class: what tunify.load raises is what zoo.load raises
+
+
+def test_one_checkpoint_error_class() -> None:
+    from tunify.convert import CheckpointError
+
+    assert zoo.CheckpointError is tunify.CheckpointError is CheckpointError
+    assert issubclass(zoo.UnsafeCheckpointError, tunify.CheckpointError)
+    assert issubclass(zoo.CheckpointNotFoundError, tunify.CheckpointError)
 
 
 def test_empty_safetensors_and_missing_file(tmp_path: Path) -> None:

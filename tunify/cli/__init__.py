@@ -17,7 +17,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from .._version import __version__
 from ..zoo import ZooError
 from . import apply, bake, convert, demo, info, sweep
-from ._common import UsageError
+from ._common import UsageError, omega_option_values
 
 USER_ERRORS = (UsageError, ValueError, OSError, ZooError, HfHubHTTPError)
 #: Warnings third-party architecture code raises on every run, which a command-line user can do nothing about.
@@ -48,7 +48,7 @@ def _one_line(error: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = omega_option_values(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in argv
     if not debug:
         for message in THIRD_PARTY_NOISE:

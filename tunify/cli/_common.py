@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import torch
 
 from ..convert import TunableModel
 from ..data import read_image
+from ..data.io import IMAGE_EXTENSIONS
 from ..hub import embedded_model_dir, from_pretrained
 
 
@@ -43,6 +45,10 @@ def parse_omega(text: str, p: int, allow_extrapolation: bool = False) -> torch.T
         values = [float(v) for v in text.split(",")]
     except ValueError:
         raise UsageError(f"--omega must be {p} comma-separated numbers, got {text!r}") from None
+    if any(math.isnan(v) for v in values):
+        raise UsageError(f"--omega contains NaN ({text}): give {p} numbers in [0, 1]")
+    if any(math.isinf(v) for v in values):
+        raise UsageError(f"--omega contains an infinite value ({text}): give {p} numbers in [0, 1]")
     if len(values) != p:
         raise UsageError(
             f"--omega has {len(values)} value(s) but the model has p = {p}: give {p}, e.g. {','.join(['0.5'] * p)}"
@@ -57,3 +63,27 @@ def load_image(path: str, device: str) -> torch.Tensor:
     if not Path(path).is_file():
         raise UsageError(f"image not found: {path}")
     return read_image(path)[None].to(device)
+
+
+def check_image_output(path: str) -> None:
+    """Refuse an output file name tunify cannot write as an image, before any model is loaded or run."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS:
+        found = f"'{suffix}'" if suffix else "no extension"
+        raise UsageError(
+            f"-o {path}: {found} is not an image format tunify writes; use one of {', '.join(IMAGE_EXTENSIONS)}"
+        )
+
+
+def omega_option_values(argv: list[str]) -> list[str]:
+    """``--omega -0.1,1`` as ``--omega=-0.1,1``: argparse takes a value starting with '-' for an option
+    unless it is a single negative number, which would hide the range error behind "expected one argument"."""
+    out: list[str] = []
+    values = iter(argv)
+    for arg in values:
+        value = next(values, None) if arg == "--omega" else None
+        if value is not None and len(value) > 1 and value[0] == "-" and value[1] in "0123456789.ni":
+            out.append(f"--omega={value}")
+        else:
+            out.extend(a for a in (arg, value) if a is not None)
+    return out

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..data import grey_bit_depth, read_alpha, write_image
 from ..inference import tiled_forward
-from ._common import UsageError, add_model_args, load_image, load_model, parse_omega
+from ._common import UsageError, add_model_args, check_image_output, load_image, load_model, parse_omega
 from ._omega_map import read_omega_map
 
 SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")  # formats that store 16-bit greyscale
@@ -48,6 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_image_output(args.output)
     x = load_image(args.image, args.device)
     model = load_model(args)
     if args.omega_map and args.omega:

@@ -36,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _sample(size: int, sigma: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     if size < 16:
         raise UsageError(f"--size must be >= 16, got {size}")
+    if not 0 < sigma <= 255:  # also refuses NaN
+        raise UsageError(f"--sigma must lie in (0, 255] (0-255 units), got {sigma:g}")
     clean = read_image(SAMPLE_IMAGE)
     h, w = clean.shape[-2:]
     top, left = max((h - size) // 2, 0), max((w - size) // 2, 0)

@@ -1,27 +1,54 @@
-"""``tunify info REPO_OR_DIR``: what a saved model is and what each ω_i does, from config.json alone."""
+"""``tunify info REPO_OR_DIR_OR_FILE``: what a saved model is and what each ω_i does.
+
+A folder or Hub repo is described from its ``config.json`` alone; a ``.safetensors`` file from its header
+(the metadata ``tunify bake`` or ``tunify.save`` wrote), without reading the tensors.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+from pathlib import Path
 from typing import Any
 
-from ..hub import read_config
+from safetensors import SafetensorError, safe_open
+
+from ..convert.io import SPEC_KEY
+from ..hub import embedded_model_dir, read_config
+from ._common import UsageError
+from .bake import BAKED_KEY
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("info", help="describe a saved tunable model (reads config.json only)")
-    parser.add_argument("model", metavar="REPO_OR_DIR", help="a save_pretrained folder or Hub repo id")
+    parser = sub.add_parser(
+        "info", help="describe a saved tunable model (config.json only) or a baked .safetensors file (header)"
+    )
+    parser.add_argument(
+        "model",
+        nargs="?",
+        metavar="REPO_OR_DIR_OR_FILE",
+        help="a save_pretrained folder, a Hub repo id, or a .safetensors file from tunify bake / tunify.save "
+        "(default: the embedded model)",
+    )
     parser.add_argument("--revision", help="Hub revision")
     parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    label = args.model
+    if args.model is None:
+        args.model = str(embedded_model_dir())
+        label = f"the embedded model ({args.model})"
+    if Path(args.model).is_file() and Path(args.model).suffix.lower() == ".safetensors":
+        return _describe_file(Path(args.model))
     config = read_config(args.model, revision=args.revision, local_files_only=args.local_files_only)
     info, base = config["info"], config["base"]
     kwargs = f" {json.dumps(base['kwargs'])}" if base.get("kwargs") else ""
-    print(f"model:       {args.model}")
+    print(f"model:       {label}")
+    if info.get("note"):
+        print(f"note:        {info['note']}")
     print(f"base:        {base['architecture']}{kwargs}" + (f" ({base['class']})" if "class" in base else ""))
     if info.get("base_model"):
         print(f"base model:  {info['base_model']}")
@@ -34,11 +61,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"tunify:      {config['tunify_version']}")
     if "map_averaged" in conversion:
         print(f"ω map:       {_map_line(conversion)}")
-    objectives = {o.get("omega_index", i): o for i, o in enumerate(info.get("objectives", []))}
-    for i in range(config["p"]):
-        obj = objectives.get(i)
-        what = f"{obj['name']}: {obj.get('description', '')}".rstrip(": ") if obj else "not documented"
-        print(f"ω{i + 1}:          {what}")
+    _print_objectives(info.get("objectives", []), config["p"])
     if info.get("metrics"):
         print("metrics:")
         print("\n".join(_metrics_lines(info["metrics"])))
@@ -56,6 +79,59 @@ def _map_line(conversion: dict[str, Any]) -> str:
         shown = ", ".join(averaged[:6]) + (f", … ({len(averaged) - 6} more)" if len(averaged) > 6 else "")
         line += f"; the map's average drives {shown}"
     return line
+
+
+def _print_objectives(objectives: list[dict[str, Any]], p: int) -> None:
+    by_index = {o.get("omega_index", i): o for i, o in enumerate(objectives)}
+    for i in range(p):
+        obj = by_index.get(i)
+        what = (
+            ": ".join(t for t in (obj.get("name"), obj.get("description")) if t) if obj else "not documented"
+        )
+        print(f"ω{i + 1}:          {what}")
+
+
+def _describe_file(path: Path) -> int:
+    """A baked network (``tunify bake``) or a converted one (``tunify.save``), from the file's header."""
+    try:
+        with safe_open(path, framework="pt") as f:
+            metadata = f.metadata() or {}
+            params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118
+    except (SafetensorError, OSError) as error:
+        raise UsageError(f"{path}: not a readable safetensors file ({error})") from None
+    try:
+        if BAKED_KEY in metadata:
+            _print_baked(path, json.loads(metadata[BAKED_KEY]), params)
+        elif SPEC_KEY in metadata:
+            spec = json.loads(metadata[SPEC_KEY])
+            print(f"file:        {path} (a converted network saved by tunify.save; {params:,} values)")
+            print(
+                f"p:           {spec['p']}  ({len(spec['layers'])} layers, {len(spec['tensors'])} tensors tunable)"
+            )
+            print(f"tunify:      {spec.get('tunify_version', '?')}")
+            print("load it with tunify.load(<the plain network>, path)")
+        else:
+            raise UsageError(
+                f"{path}: no tunify metadata in the header (not written by tunify bake or tunify.save)"
+            )
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise UsageError(f"{path}: malformed tunify metadata ({error!r})") from None
+    return 0
+
+
+def _print_baked(path: Path, record: dict[str, Any], params: int) -> None:
+    base = record["base"]
+    kwargs = f" {json.dumps(base['kwargs'])}" if base.get("kwargs") else ""
+    omega = ", ".join(f"{w:g}" for w in record["omega"])
+    print(f"file:        {path} (a plain network baked at one ω; {params:,} parameters)")
+    print(f"base:        {base['architecture']}{kwargs}" + (f" ({base['class']})" if "class" in base else ""))
+    print(f"baked at:    ω = ({omega})")
+    revision = f" (revision {record['revision']})" if record.get("revision") else ""
+    print(f"from:        {record['source']}{revision}")
+    if record.get("task"):
+        print(f"task:        {record['task']}")
+    print(f"tunify:      {record.get('tunify_version', '?')}")
+    _print_objectives(record.get("objectives", []), record["p"])
 
 
 def _metrics_lines(metrics: Any) -> list[str]:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ..evaluate import omega_grid, tuning_strip
 from ..evaluate.report import format_omega
 from ..inference import tiled_forward
-from ._common import UsageError, add_model_args, load_image, load_model, parse_omega
+from ._common import UsageError, add_model_args, check_image_output, load_image, load_model, parse_omega
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +42,7 @@ def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
 def run(args: argparse.Namespace) -> int:
     if args.steps < 2:
         raise UsageError(f"--steps must be >= 2, got {args.steps}")
+    check_image_output(args.output)
     x = _center_crop(load_image(args.image, args.device), args.crop)
     model = load_model(args)
     if args.omega:

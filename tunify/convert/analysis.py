@@ -42,11 +42,9 @@ class CallSites:
 
     ``functional``: calling module name -> names (relative to it) of the parameters it passes to
     ``F.conv*``/``F.linear``.
-    ``untraced``: modules that could not be traced whole, with the reason (their children were traced).
     """
 
     functional: dict[str, list[str]] = field(default_factory=dict)
-    untraced: dict[str, str] = field(default_factory=dict)
 
 
 def _join(prefix: str, name: str) -> str:
@@ -75,8 +73,7 @@ def _record_functional(graph: fx.Graph, prefix: str, sites: CallSites) -> None:
 def _trace(module: nn.Module, prefix: str, sites: CallSites) -> None:
     try:
         graph = _LayerLeafTracer().trace(module)
-    except Exception as error:  # any tracing failure: fall back to the children
-        sites.untraced[prefix] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    except Exception:  # any tracing failure: fall back to the children
         for name, child in module.named_children():
             if factory_for(child) is None:
                 _trace(child, _join(prefix, name), sites)

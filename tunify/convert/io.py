@@ -17,16 +17,13 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .._atomic import atomic_write
+from .._errors import CheckpointError
 from .._version import __version__
 from .config import ConvertConfig
 from .model import TunableModel
 from .surgery import ConversionError, convert_with
 
 SPEC_KEY = "tunify_spec"
-
-
-class CheckpointError(ValueError):
-    """A tunify checkpoint that is missing, corrupt, or does not fit the network it is loaded into."""
 
 
 def conversion_spec(tmodel: TunableModel) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,6 @@ class ConversionReport(list[ReportRow]):
 
     def names(self) -> list[str]:
         return [row.name for row in self]
-
-    def to_dicts(self) -> list[dict]:
-        return [asdict(row) for row in self]
 
     def __str__(self) -> str:
         header = ("name", "kind", "type", "shape", "tunable", "params added", "ω map")

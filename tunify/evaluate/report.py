@@ -25,8 +25,10 @@ def write_json(rows: Sequence[Row], path: str | Path) -> Path:
 
 
 def write_markdown(rows: Sequence[Row], path: str | Path) -> Path:
-    """One table per (dataset, degradation): ω, PSNR, PSNR_η, SSIM (and LPIPS when measured)."""
-    lines: list[str] = []
+    """One table per (dataset, degradation): ω, PSNR, PSNR_η, SSIM (and LPIPS when measured), after the
+    rows' "note" when they carry one."""
+    notes = list(dict.fromkeys(r["note"] for r in rows if r.get("note")))
+    lines: list[str] = [f"> **{note}**\n" for note in notes]
     has_lpips = any("lpips" in r for r in rows)
     header = "| ω | PSNR (dB) | PSNR_η (dB) | SSIM |" + (" LPIPS |" if has_lpips else "")
     groups: dict[tuple[str, str], list[Row]] = {}
@@ -68,7 +70,8 @@ def plot_psnr_vs_omega(rows: Sequence[Row], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
         if not one_line:
             ax.legend(fontsize=7)
-    fig.suptitle(str(rows[0]["degradation"]), fontsize=9)
+    note = rows[0].get("note")
+    fig.suptitle(f"{note}\n{rows[0]['degradation']}" if note else str(rows[0]["degradation"]), fontsize=9)
     path = Path(path)
     fig.savefig(path, dpi=100)
     plt.close(fig)

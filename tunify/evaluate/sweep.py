@@ -113,6 +113,7 @@ def sweep(
     dataset_name: str | None = None,
     degradation: str | None = None,
     progress: bool = True,
+    note: str | None = None,
 ) -> list[Row]:
     """Evaluate `model` at every ω over `dataset` and (with `out_dir`) write the four report files.
 
@@ -134,6 +135,8 @@ def sweep(
         device: where inputs and ω go (the model must already be there); default the input's device.
         strip_index, strip_crop: which image, and the side of the center crop, shown in tuning_strip.png.
         dataset_name, degradation: labels for the rows; default the dataset's `name`/`degradation_label`.
+        note: a caveat kept with the numbers (e.g. "pipeline check, not a result"): a "note" in every row,
+            the first line of sweep.md and the figure's title.
 
     Returns:
         One row per ω: {"omega", "dataset", "degradation", "n_images", "psnr", "psnr_eta", "ssim",
@@ -165,6 +168,9 @@ def sweep(
         if was_training:
             model.train()
     rows = _rows(om, metrics, names, dataset, dataset_name, degradation)
+    if note:
+        for row in rows:
+            row["note"] = note
     if out_dir is not None:
         _write_outputs(rows, strip, Path(out_dir))
     return rows

@@ -30,7 +30,7 @@ PIPELINE_TAGS = {
 TEMPLATE = Template(
     """
 # $title
-
+$note
 $description
 
 A **tunable** network: one set of weights whose behaviour is chosen at inference by a vector
@@ -52,19 +52,13 @@ $results
 ```python
 import torch, tunify
 
-model = tunify.from_pretrained("$repo_id")          # rebuilds the network, loads model.safetensors strictly
+$load_line
 y = model(x, omega=torch.tensor([$omega_example]))  # x: (B, 3, H, W) in [0, 1]; one ω for the batch
 y = model(x, omega=torch.rand(x.shape[0], $p))         # or one ω per image
 plain = tunify.bake(model, torch.tensor([$omega_example]))  # an ordinary network fixed at that ω
 ```
 
-or from the command line:
-
-```bash
-tunify apply image.png --omega $omega_example --model $repo_id -o out.png
-tunify sweep image.png --model $repo_id -o strip.png
-tunify info $repo_id
-```
+$command_line
 
 Only `config.json` and `model.safetensors` are read: no pickle, no code from this repository.
 $details
@@ -87,8 +81,36 @@ def _objectives_table(info: dict[str, Any], p: int) -> str:
     lines = ["| ω | objective | what it does |", "|---|---|---|"]
     for i in range(p):
         obj = objectives.get(i, {})
-        lines.append(f"| ω{i + 1} | {obj.get('name', '?')} | {obj.get('description', 'not documented')} |")
+        if not obj:
+            lines.append(f"| ω{i + 1} | – | not documented |")
+        else:
+            lines.append(f"| ω{i + 1} | {obj.get('name') or '–'} | {obj.get('description') or '–'} |")
     return "\n".join(lines)
+
+
+def _original_weights(info: dict[str, Any]) -> str:
+    """The Hub id of the original weights when known, else the checkpoint the fine-tuning started from."""
+    if info.get("base_model"):
+        return f"[{info['base_model']}](https://huggingface.co/{info['base_model']})"
+    if info.get("init"):
+        return f"`{info['init']}` (the checkpoint the tunable copies were initialised from)"
+    return "not given"
+
+
+def _command_line(repo_id: str, omega_example: str, custom_class: str | None) -> str:
+    """The card's command-line block; a custom network gets only what works without its Python class."""
+    if custom_class is not None:
+        return (
+            f"`tunify apply` / `tunify sweep` cannot rebuild a custom network ({custom_class}): load it in "
+            "Python as above. The command line can still describe it:\n\n"
+            f"```bash\ntunify info {repo_id}\n```"
+        )
+    return (
+        "or from the command line:\n\n```bash\n"
+        f"tunify apply image.png --omega {omega_example} --model {repo_id} -o out.png\n"
+        f"tunify sweep image.png --model {repo_id} -o strip.png\n"
+        f"tunify info {repo_id}\n```"
+    )
 
 
 def _results(sweep_dir: Path | None) -> str:
@@ -132,28 +154,31 @@ def render_card(config: dict[str, Any], repo_id: str, sweep_dir: Path | None = N
     architecture = base["architecture"]
     kwargs = base.get("kwargs")
     omega = [0.5] * p if p != 2 else [0.3, 0.7]
+    omega_example = ",".join(f"{w:g}" for w in omega)
+    custom_class = base.get("class", "unknown class") if architecture == "custom" else None
     body = TEMPLATE.substitute(
         title=info.get("name") or f"Tunable {architecture} (p = {p})",
+        note=f"\n> **{info['note']}**\n" if info.get("note") else "",
         description=info.get("description", ""),
         p=p,
         objectives=_objectives_table(info, p),
         architecture=architecture if architecture != "custom" else f"custom ({base.get('class', '?')})",
         kwargs=f" with `{json.dumps(kwargs)}`" if kwargs else "",
-        base_model=f"[{info['base_model']}](https://huggingface.co/{info['base_model']})"
-        if info.get("base_model")
-        else "not given",
+        base_model=_original_weights(info),
         n_layers=len(config["conversion"]["layers"]),
         n_tensors=len(config["conversion"]["tensors"]),
         version=config["tunify_version"],
         results=_results(sweep_dir),
         repo_id=repo_id,
-        omega_example=",".join(f"{w:g}" for w in omega),
+        omega_example=omega_example,
+        load_line=(
+            f'model = tunify.from_pretrained("{repo_id}")  # rebuilds the network, loads model.safetensors strictly'
+            if custom_class is None
+            else f'model = tunify.from_pretrained("{repo_id}", model={custom_class.rsplit(".", 1)[-1]}())'
+            "  # your network, built as when it was saved"
+        ),
+        command_line=_command_line(repo_id, omega_example, custom_class),
         details=_details(info),
     )
-    if architecture == "custom":
-        body = body.replace(
-            f'tunify.from_pretrained("{repo_id}")',
-            f'tunify.from_pretrained("{repo_id}", model=MyNet())  # a custom network: build it yourself',
-        )
     body = re.sub(r"\n{3,}", "\n\n", body)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")

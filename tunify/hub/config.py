@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,15 @@ CUSTOM = "custom"
 #: Keys of ``TunableModel.info`` and what they hold (all optional; anything else is kept as is).
 INFO_SCHEMA: dict[str, str] = {
     "task": "str: e.g. 'denoising', 'super-resolution', 'image-classification'",
-    "objectives": "list of {'name': str, 'omega_index': int, 'description': str}, one per ω_i",
+    "objectives": "list of {'name': str, 'omega_index': int, 'description': str} (name or description), one per ω_i",
     "metrics": "dict: evaluation results, e.g. {'Kodak24 σ=25': {'ω=(1, 0)': {'psnr': 32.1}}}",
     "training": "dict: how it was trained (data, steps, degradations, ...)",
     "license": "str: SPDX id of the weights' licence, e.g. 'apache-2.0'",
     "base_model": "str: Hub id of the original (untunable) weights",
+    "init": "str: the checkpoint the tunable copies started from (file or zoo name), when not a Hub id",
     "tags": "list of str: extra model-card tags",
     "description": "str: one paragraph for the model card",
+    "note": "str: a caveat shown first on the card and by tunify info (e.g. a smoke run: not a result)",
 }
 
 
@@ -46,7 +49,7 @@ def validate_info(info: dict[str, Any], where: str = "info") -> dict[str, Any]:
     """Check the known ``info`` fields (raising ValueError naming the field) and that all is JSON-able."""
     if not isinstance(info, dict):
         raise ValueError(f"{where} must be a dict, got {type(info).__name__}")
-    for key in ("task", "license", "base_model", "description"):
+    for key in ("task", "license", "base_model", "init", "description", "note"):
         if key in info and info[key] is not None and not isinstance(info[key], str):
             raise ValueError(f"{where}['{key}'] must be a string, got {info[key]!r}")
     for key in ("metrics", "training"):
@@ -60,8 +63,13 @@ def validate_info(info: dict[str, Any], where: str = "info") -> dict[str, Any]:
     if not isinstance(objectives, list):
         raise ValueError(f"{where}['objectives'] must be a list, got {type(objectives).__name__}")
     for i, obj in enumerate(objectives):
-        if not (isinstance(obj, dict) and isinstance(obj.get("name"), str)):
-            raise ValueError(f"{where}['objectives'][{i}] must be a dict with a string 'name', got {obj!r}")
+        texts = [obj.get(k) for k in ("name", "description")] if isinstance(obj, dict) else []
+        if not (texts and any(isinstance(t, str) and t for t in texts)) or any(
+            t is not None and not isinstance(t, str) for t in texts
+        ):
+            raise ValueError(
+                f"{where}['objectives'][{i}] must be a dict with a string 'name' or 'description', got {obj!r}"
+            )
         index = obj.get("omega_index", i)
         if not isinstance(index, int) or isinstance(index, bool) or index < 0:
             raise ValueError(
@@ -93,9 +101,39 @@ def describe_base(model: nn.Module) -> dict[str, Any]:
     return {"architecture": CUSTOM, "class": f"{cls.__module__}.{cls.__qualname__}"}
 
 
-def build_config(tmodel: TunableModel) -> dict[str, Any]:
-    """The ``config.json`` content of ``tmodel``."""
-    info = validate_info(dict(tmodel.info), "TunableModel.info")
+OmegaEffect = str | tuple[str, str]
+
+
+def objectives_from_effects(effects: Sequence[OmegaEffect], p: int) -> list[dict[str, Any]]:
+    """``info['objectives']`` from one entry per ω_i: what moving ω_i to 1 does, or a (name, effect) pair."""
+    if isinstance(effects, str) or len(effects) != p:
+        raise ValueError(
+            f"omega_effects needs one entry per ω_i (p = {p}): e.g. ['denoising strength', 'noise kept'], "
+            f"got {effects!r}"
+        )
+    objectives = []
+    for i, effect in enumerate(effects):
+        if isinstance(effect, str) and effect.strip():
+            objectives.append({"omega_index": i, "description": effect.strip()})
+        elif (
+            isinstance(effect, tuple | list)
+            and len(effect) == 2
+            and all(isinstance(t, str) and t.strip() for t in effect)
+        ):
+            objectives.append({"name": effect[0].strip(), "omega_index": i, "description": effect[1].strip()})
+        else:
+            raise ValueError(
+                f"omega_effects[{i}] must be a non-empty string or a (name, description) pair, got {effect!r}"
+            )
+    return objectives
+
+
+def build_config(tmodel: TunableModel, omega_effects: Sequence[OmegaEffect] | None = None) -> dict[str, Any]:
+    """The ``config.json`` content of ``tmodel``; ``omega_effects`` replaces ``info['objectives']``."""
+    info = dict(tmodel.info)
+    if omega_effects is not None:
+        info["objectives"] = objectives_from_effects(omega_effects, tmodel.p)
+    info = validate_info(info, "TunableModel.info")
     return {
         "library": "tunify",
         "format_version": FORMAT_VERSION,

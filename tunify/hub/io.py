@@ -11,11 +11,12 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub import HfApi, constants, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
@@ -24,28 +25,42 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.utils import get_session, validate_repo_id
 from torch import nn
 
 from .._atomic import temp_dir_beside
 from ..convert import CheckpointError, TunableModel, apply_spec, read_checkpoint, save
 from ..convert.io import load_strict
 from .card import render_card
-from .config import CONFIG_NAME, WEIGHTS_NAME, HubError, build_config, read_config_file, rebuild_base
+from .config import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    HubError,
+    OmegaEffect,
+    build_config,
+    read_config_file,
+    rebuild_base,
+)
 
 SWEEP_FILES = ("tuning_strip.png", "psnr_vs_omega.png", "sweep.json", "sweep.md")
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")
+#: Seconds the Hub gets to answer before a download is treated as offline (cache only).
+PROBE_TIMEOUT_S = 2.0
 
 
 def save_pretrained(
     tmodel: TunableModel,
     save_directory: str | os.PathLike,
     *,
+    omega_effects: Sequence[OmegaEffect] | None = None,
     sweep_dir: str | os.PathLike | None = None,
     repo_id: str | None = None,
 ) -> Path:
     """Write ``config.json``, ``model.safetensors`` and ``README.md`` (plus the sweep figures) to a folder.
 
+    ``omega_effects`` documents each ω_i for the card, ``tunify info`` and whoever loads the model: one
+    entry per ω_i, either what moving it to 1 does (``"stronger denoising"``) or a ``(name, effect)`` pair;
+    it replaces ``tmodel.info["objectives"]`` in the saved config (``tmodel`` itself is left as it is).
     Files are written to a temporary folder beside the target and renamed into place, so an interrupted
     save never leaves a half-written model. ``repo_id`` only names the model in the card's examples.
     """
@@ -55,7 +70,7 @@ def save_pretrained(
     sweep = Path(sweep_dir) if sweep_dir is not None else None
     if sweep is not None and not sweep.is_dir():
         raise FileNotFoundError(f"sweep folder not found: {sweep}")
-    config = build_config(tmodel)
+    config = build_config(tmodel, omega_effects)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_dir_beside(target)
     try:
@@ -85,12 +100,15 @@ def push_to_hub(
     private: bool | None = None,
     token: str | None = None,
     commit_message: str = "Upload tunable model with tunify",
+    omega_effects: Sequence[OmegaEffect] | None = None,
     sweep_dir: str | os.PathLike | None = None,
 ) -> str:
     """Create the repo if needed and upload the :func:`save_pretrained` folder as one commit; returns its URL."""
     api = HfApi(token=token)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = save_pretrained(tmodel, Path(tmp) / "model", sweep_dir=sweep_dir, repo_id=repo_id)
+        folder = save_pretrained(
+            tmodel, Path(tmp) / "model", omega_effects=omega_effects, sweep_dir=sweep_dir, repo_id=repo_id
+        )
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         repo_id = getattr(repo_url, "repo_id", None) or repo_id
         commit = api.upload_folder(
@@ -105,9 +123,27 @@ def _refuse_pickles(folder: Path) -> None:
     raise HubError(f"{folder}: no {WEIGHTS_NAME}{found}")
 
 
+def _hub_reachable(endpoint: str) -> bool:
+    """Whether the Hub answers at all (any HTTP status), within :data:`PROBE_TIMEOUT_S`.
+
+    huggingface_hub retries a failed download with back-off when nothing is cached (about half a minute
+    offline); one short probe first lets an offline call go straight to the cache, or to the error.
+    """
+    try:
+        get_session().head(endpoint, timeout=PROBE_TIMEOUT_S, follow_redirects=False)
+    except Exception:  # any transport failure (refused, DNS, timeout, proxy): the Hub cannot be reached
+        return False
+    return True
+
+
 def _download(repo_id: str, filename: str, hub_kwargs: dict[str, Any]) -> Path:
     """One file of a Hub repo through the cache (so it works offline once downloaded), with named errors."""
     where = f"{repo_id}/{filename}"
+    offline = ""
+    online = not (hub_kwargs.get("local_files_only") or constants.is_offline_mode())
+    if online and not _hub_reachable(constants.ENDPOINT):
+        hub_kwargs = {**hub_kwargs, "local_files_only": True}
+        offline = f"; {constants.ENDPOINT} does not answer"
     try:
         return Path(
             hf_hub_download(repo_id, filename, repo_type="model", library_name="tunify", **hub_kwargs)
@@ -123,8 +159,8 @@ def _download(repo_id: str, filename: str, hub_kwargs: dict[str, Any]) -> Path:
             else ""
         )
         raise HubError(
-            f"{where}: not in the local Hugging Face cache and the Hub cannot be reached (offline or "
-            f"local_files_only){hint}"
+            f"{where}: not a local folder, not in the Hugging Face cache, and the Hub cannot be reached "
+            f"(offline or local_files_only{offline}){hint}"
         ) from None
     except EntryNotFoundError:
         hint = "; tunify loads safetensors only, never .bin/.pth pickles" if filename == WEIGHTS_NAME else ""

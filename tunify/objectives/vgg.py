@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import timm
 import torch
 from torch import Tensor, nn
 
@@ -52,8 +51,12 @@ def _vgg19_features(pretrained: bool, depth: int) -> nn.Sequential:
     """The first ``depth`` modules of timm's ``vgg19.features``, ImageNet-trained or randomly initialised.
 
     Without pretrained weights the network is built on the meta device and only the kept convs are
-    materialised: the unused 100M-parameter classifier would otherwise dominate start-up time.
+    materialised: the unused 100M-parameter classifier would otherwise dominate start-up time. timm is
+    imported here, not at module level: it pulls in torchvision and torch._dynamo (seconds), which
+    ``import tunify.objectives`` should not pay when no perceptual loss is built.
     """
+    import timm
+
     if pretrained:
         try:
             vgg = timm.create_model("vgg19.tv_in1k", pretrained=True)

@@ -1,7 +1,7 @@
 """Training recipes: ``python -m tunify.recipes.<name> [--preset smoke] [key.sub=value ...]``.
 
 Each recipe is a short module (its objectives, degradation and network) over the shared machinery of
-:mod:`tunify.recipes._base`, with its published hyper-parameters in ``recipes/<name>.yaml``:
+:mod:`tunify.recipes._base` (run by ``_run``, command line in ``_cli``), with its published hyper-parameters in ``recipes/<name>.yaml``:
 
 - ``denoise``: any convolutional denoiser (e.g. CDnCNN-B); ω = (reconstruction, noise preservation)
 - ``swinir_sr``: ×4 SwinIR; ω = (reconstruction, GAN)

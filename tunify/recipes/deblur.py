@@ -15,7 +15,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from tunify.objectives import noise_preservation_target, unsharp_mask_target
-from tunify.recipes._base import Recipe, main, multi_loss
+from tunify.recipes._base import Recipe, multi_loss
+from tunify.recipes._cli import main
 from tunify.recipes.denoise import build_model
 
 

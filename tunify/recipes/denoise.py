@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 import tunify.zoo as zoo
-from tunify.recipes._base import DENOISING_EFFECTS, Recipe, load_network, main, multi_loss
+from tunify.recipes._base import DENOISING_EFFECTS, Recipe, load_network, multi_loss
+from tunify.recipes._cli import main
 
 
 class NoiseToClean(nn.Module):

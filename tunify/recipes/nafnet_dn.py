@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from tunify.recipes._base import DENOISING_EFFECTS, Recipe, load_network, main, multi_loss
+from tunify.recipes._base import DENOISING_EFFECTS, Recipe, load_network, multi_loss
+from tunify.recipes._cli import main
 
 RECIPE = Recipe(
     name="nafnet_dn",

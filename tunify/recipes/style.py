@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from tunify.data import read_image
 from tunify.objectives import StyleObjective
-from tunify.recipes._base import Recipe, load_network, main, multi_loss, resolve_path
+from tunify.recipes._base import Recipe, load_network, multi_loss, resolve_path
+from tunify.recipes._cli import main
 from tunify.recipes._config import ConfigError
 
 

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from tunify.data import PairedSRFolder
-from tunify.recipes._base import Recipe, limit, load_network, main, multi_loss, resolve_path
+from tunify.recipes._base import Recipe, limit, load_network, multi_loss, resolve_path
+from tunify.recipes._cli import main
 
 
 def build_loss(cfg: dict[str, Any]) -> Any:

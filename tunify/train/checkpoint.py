@@ -35,20 +35,29 @@ def _plain_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return out
 
 
-def save_tensors(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
-    """Write a flat dict of tensors to ``path`` as safetensors, atomically."""
+def save_tensors(
+    state: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: Mapping[str, str] | None = None
+) -> None:
+    """Write a flat dict of tensors to ``path`` as safetensors, atomically (``metadata``: the file's header)."""
     plain = _plain_tensors(state)
-    atomic_write(path, lambda tmp: save_file(plain, str(tmp)))
+    header = {"format": "pt", **metadata} if metadata else None
+    atomic_write(path, lambda tmp: save_file(plain, str(tmp), metadata=header))
 
 
-def save_weights(model: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
+def save_weights(
+    model: nn.Module | Mapping[str, torch.Tensor],
+    path: str | os.PathLike,
+    metadata: Mapping[str, str] | None = None,
+) -> None:
     """Export a model's weights (or a state dict, such as EMA weights) to safetensors, atomically.
+
+    ``metadata`` (strings) goes into the file's header, where ``safe_open(...).metadata()`` reads it back.
 
     Example:
         >>> save_weights(trainer.inference_weights(), "out/weights.safetensors")
     """
     state = model.state_dict() if isinstance(model, nn.Module) else model
-    save_tensors(state, path)
+    save_tensors(state, path, metadata)
 
 
 def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
@@ -96,12 +105,10 @@ class CheckpointDir:
         final = self.path(step)
         tmp = temp_dir_beside(final)
         try:
-            for name, state_dict in tensors.items():
-                save_file(_plain_tensors(state_dict), str(tmp / f"{name}.safetensors"))
-                fsync_path(tmp / f"{name}.safetensors")
-            torch.save(state, tmp / "state.pt")
-            fsync_path(tmp / "state.pt")
-            fsync_path(tmp)
+            for name, state_dict in tensors.items():  # atomic_write: fsynced, and the umask's permissions
+                plain = _plain_tensors(state_dict)
+                atomic_write(tmp / f"{name}.safetensors", lambda t, plain=plain: save_file(plain, str(t)))
+            atomic_write(tmp / "state.pt", lambda t: torch.save(state, t))
             if final.exists():  # a re-save of the same step: move the old one aside first
                 os.replace(final, self.root / f".{final.name}.old{TMP_SUFFIX}")
             os.replace(tmp, final)

@@ -1,14 +1,25 @@
-"""Exceptions of `tunify.zoo`: one class per thing a user can get wrong, so callers can catch precisely."""
+"""Exceptions of `tunify.zoo`: one class per thing a user can get wrong, so callers can catch precisely.
+
+A checkpoint file or state dict that cannot be read or does not fit its network raises
+:class:`tunify.CheckpointError` (defined in a leaf, shared with ``tunify.convert``), or a subclass below.
+"""
 
 from __future__ import annotations
 
+from .._errors import CheckpointError
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "UnknownArchitectureError",
+    "UnknownModelError",
+    "UnsafeCheckpointError",
+    "ZooError",
+]
+
 
 class ZooError(Exception):
-    """Base class of every error raised by `tunify.zoo`."""
-
-
-class CheckpointError(ZooError, ValueError):
-    """A checkpoint file or state dict cannot be read or does not fit the network it describes."""
+    """Base class of the errors `tunify.zoo` raises about architectures and names (checkpoints: above)."""
 
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):

@@ -73,13 +73,6 @@ class ArchSpec:
             raise ValueError(f"unknown fields in architecture spec: {sorted(unknown)}")
         return cls(d["architecture"], dict(d.get("kwargs") or {}), d.get("class_name"), d.get("name"))
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, s: str) -> ArchSpec:
-        return cls.from_dict(json.loads(s))
-
 
 def _jsonable(value: Any) -> Any:
     """Tuples become lists (JSON has no tuples), recursively; everything else is kept."""
