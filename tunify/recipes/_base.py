@@ -36,7 +36,7 @@ from tunify.recipes._config import (
     flat_keys,
     load_config,
 )
-from tunify.train import TrainConfig, Trainer, dist_info, load_weights
+from tunify.train import TrainConfig, Trainer, dist_info, load_weights, save_weights, train_two_stage
 from tunify.train.trainer import WEIGHTS_FILE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -105,14 +105,19 @@ def load_network(cfg: dict[str, Any]) -> nn.Module:
 
 def convert_network(net: nn.Module, cfg: dict[str, Any]) -> tunify.TunableModel:
     """``tunify.convert(net, p, **default_tunable_targets(net))``: the layers the paper makes tunable;
-    ``model.independent: true`` when the ω entries are independent knobs (a base copy is added).
+    ``model.independent: true`` when the ω entries are independent knobs (a base copy is added);
+    ``model.strategy`` and ``model.strategy_options`` choose how layers become tunable (``tunify.convert``).
 
     With ``model.anchor: i`` and a pretrained start, ``tunify.anchor`` keeps ω = e_i exactly the pretrained
     network (measured in benchmarks/README.md: it closes the fidelity gap at no cost in between)."""
     options = dict(cfg["model"].get("targets") or {})
     independent = bool(cfg["model"].get("independent", False))
     targets = zoo.default_tunable_targets(net, **options)
-    tmodel = tunify.convert(net, cfg["p"], independent=independent, **targets)
+    strategy = cfg["model"].get("strategy") or "kernels"
+    strategy_options = dict(cfg["model"].get("strategy_options") or {})
+    tmodel = tunify.convert(
+        net, cfg["p"], independent=independent, strategy=strategy, **strategy_options, **targets
+    )
     anchor = cfg["model"].get("anchor")
     if anchor is not None and (cfg["model"].get("init") or "scratch") != "scratch":
         tunify.anchor(tmodel, int(anchor))
@@ -378,14 +383,22 @@ def run(
         if main_rank:
             (out / "config.yaml").write_text(_dump(cfg))
         start = time.time()
-        trainer = Trainer(
-            built.model, built.loss, built.sampler, built.loader, built.train_config, out, resume=resume
-        )
-        trainer.fit()
+        if cfg["model"].get("two_stage"):
+            # the AdaFM/FTN papers' protocol: a pretrained init is level A already; from scratch, train it
+            scratch = (cfg["model"].get("init") or "scratch") == "scratch"
+            config_a = built.train_config if scratch else None
+            train_two_stage(built.model, built.loss, built.loader, config_a, built.train_config, out)
+            if main_rank:
+                save_weights(built.model, out / WEIGHTS_FILE)  # where --eval-only looks
+        else:
+            trainer = Trainer(
+                built.model, built.loss, built.sampler, built.loader, built.train_config, out, resume=resume
+            )
+            trainer.fit()
+            built.model.load_state_dict(trainer.inference_weights())
         if not main_rank:
             return out / "pretrained"
         minutes = (time.time() - start) / 60
-        built.model.load_state_dict(trainer.inference_weights())
         built.model.info["training"]["wall_minutes"] = round(minutes, 2)
         print(f"[{recipe.name}] trained {built.train_config.total_steps} steps in {minutes:.1f} min")
     rows = evaluate(recipe, cfg, built.model, out)
