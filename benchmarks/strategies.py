@@ -36,7 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's tunify, and denoise_tradeoff beside this file
 import denoise_tradeoff as dt  # noqa: E402 (the shared machinery, importable from this folder)
 
 import tunify  # noqa: E402
@@ -130,7 +131,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tmodel = tunify.convert(dt.pretrained(), p=2, strategy=strategy, **options)
         if args.anchor:
             tunify.anchor(tmodel, 0)  # ω = (1, 0) stays the pretrained (fidelity) network
-        tmodel = dt.train(tmodel, dt.make_sampler(args), loss_fn, noise, args, name)
+        lr = args.lr * (args.delta_lr_mult if strategy != "kernels" else 1.0)
+        tmodel = dt.train(tmodel, dt.make_sampler(args), loss_fn, noise, args, name, lr=lr)
         added = tmodel.conversion_report().params_added
         record(name, tmodel, added, dt.evaluate(tmodel, omegas, args, args.sigmas))
 
@@ -160,7 +162,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # stage A (the plain network trained at ω = (1, 0)) is the fixed fidelity network's training
             tmodel = tunify.convert(copy.deepcopy(fixed["fidelity"].net), p=2, strategy=strategy, **options)
             with training_stage(tmodel, "b", 1):
-                tmodel = dt.train(tmodel, dt.constant_sampler((0.0, 1.0)), loss_fn, noise, args, name)
+                sampler = dt.constant_sampler((0.0, 1.0))
+                tmodel = dt.train(tmodel, sampler, loss_fn, noise, args, name, lr=args.lr * args.delta_lr_mult)
             added = tmodel.conversion_report().params_added
             record(name, tmodel, added, dt.evaluate(tmodel, omegas, args, args.sigmas))
 
@@ -230,6 +233,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--atoms-rank", type=int, default=4, help="rank of atoms' low-rank fallback (1×1, Linear)")
     p.add_argument("--adafm-kernel", type=int, default=1, help="AdaFM depthwise filter size")
     p.add_argument("--ftn-groups", type=int, default=16, help="FTN 1×1 convolution groups")
+    p.add_argument(
+        "--delta-lr-mult",
+        type=float,
+        default=1.0,
+        help="lr multiplier for the strategies that learn deltas from zero (all but kernels, dni, fixed)",
+    )
     p.add_argument("--timing-steps", type=int, default=3, help="forward+backward passes per timing")
     p.add_argument("--timing-rounds", type=int, default=3, help="alternating timing rounds (0: skip)")
     p.add_argument("-h", "--help", action="store_true")

@@ -103,3 +103,6 @@ class AdaFM(Strategy):
 
     def describe(self, tensors: dict[str, Tensor]) -> str:
         return f"adafm k={self.options['kernel_size']}"
+
+    def tunable_class(self, cls: str, tensors: dict[str, Tensor]) -> str:
+        return f"Sequential(conv, AdaFMFilter) (adafm k={self.options['kernel_size']})"

@@ -68,6 +68,10 @@ class Strategy:
         """A few words for the conversion report (e.g. ``lowrank r=4``)."""
         return self.name
 
+    def tunable_class(self, cls: str, tensors: dict[str, Tensor]) -> str:
+        """The report's "tunable" column for a layer whose tunable class is ``cls``."""
+        return f"{cls} ({self.describe(tensors)})"
+
     def source(self, p: int) -> SourceFactory | None:
         """The layers' source factory (None: tunify's default, p full copies)."""
 

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..convert import TunableModel
+from ..layers import phi_parameters
 from ..objectives import FunctionSampler
 from .config import TrainConfig
 from .trainer import Trainer
@@ -66,7 +67,7 @@ def stage_parameters(tmodel: TunableModel, stage: Stage, level: int) -> set[int]
         return own
     entries = tmodel.config.kernels
     added = {id(p) for s in sources for i in range(entries) for p in s.entry_parameters(i)}
-    phi = {id(p) for n, p in tmodel.named_parameters() if ".phi." in f".{n}."}
+    phi = {id(p) for p in phi_parameters(tmodel)}
     return {id(p) for p in tmodel.parameters()} - added - phi | own
 
 
