@@ -143,27 +143,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if end == "noise" and not {"fixed", "dni"} & set(args.methods):
                 continue
             sampler = dt.constant_sampler(omega)
-            fixed[end] = dt.train(dt.FixedOmega(dt.pretrained()), sampler, loss_fn, noise, args, f"fixed-{end}")
+            fixed[end] = dt.train(
+                dt.FixedOmega(dt.pretrained()), sampler, loss_fn, noise, args, f"fixed-{end}"
+            )
         if "fixed" in args.methods:
-            ends = {e: dt.evaluate(fixed[e], torch.tensor([o]), args, args.sigmas) for e, o in
-                    (("fidelity", (1.0, 0.0)), ("noise", (0.0, 1.0)))}
+            ends = {
+                e: dt.evaluate(fixed[e], torch.tensor([o]), args, args.sigmas)
+                for e, o in (("fidelity", (1.0, 0.0)), ("noise", (0.0, 1.0)))
+            }
             result = {
-                n: {k: [ends["noise"][n][k][0], None, None, None, ends["fidelity"][n][k][0]]
-                    for k in ("psnr", "psnr_eta")}
+                n: {
+                    k: [ends["noise"][n][k][0], None, None, None, ends["fidelity"][n][k][0]]
+                    for k in ("psnr", "psnr_eta")
+                }
                 for n in dt.DATASETS
             }
             record("fixed", fixed["fidelity"], base_params, result)  # a second full network
         if "dni" in args.methods:
             interp = dni([fixed["fidelity"].net, fixed["noise"].net]).eval()
-            record("dni", interp, interp.conversion_report().params_added,
-                   dt.evaluate(interp, omegas, args, args.sigmas))
+            record(
+                "dni",
+                interp,
+                interp.conversion_report().params_added,
+                dt.evaluate(interp, omegas, args, args.sigmas),
+            )
         for name in two_stage:
             strategy, options = strategy_of(name, args)
             # stage A (the plain network trained at ω = (1, 0)) is the fixed fidelity network's training
             tmodel = tunify.convert(copy.deepcopy(fixed["fidelity"].net), p=2, strategy=strategy, **options)
             with training_stage(tmodel, "b", 1):
                 sampler = dt.constant_sampler((0.0, 1.0))
-                tmodel = dt.train(tmodel, sampler, loss_fn, noise, args, name, lr=args.lr * args.delta_lr_mult)
+                tmodel = dt.train(
+                    tmodel, sampler, loss_fn, noise, args, name, lr=args.lr * args.delta_lr_mult
+                )
             added = tmodel.conversion_report().params_added
             record(name, tmodel, added, dt.evaluate(tmodel, omegas, args, args.sigmas))
 
@@ -216,8 +228,12 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {title} | {method} | {res['params_added']:,} | {fmt(ratio)} | " + " | ".join(cells) + " |"
             )
     if results.get("claim"):
-        lines += ["", "| Claim (≤ 10 % of kernels' added params, ≤ 0.2 dB below kernels everywhere) | share | "
-                  "worst gap (dB) | holds |", "|---|---:|---:|---|"]
+        lines += [
+            "",
+            "| Claim (≤ 10 % of kernels' added params, ≤ 0.2 dB below kernels everywhere) | share | "
+            "worst gap (dB) | holds |",
+            "|---|---:|---:|---|",
+        ]
         for name, c in results["claim"].items():
             lines.append(f"| {name} | {c['params_share']:.1%} | {c['worst_gap_db']:.2f} | {c['holds']} |")
     return "\n".join(lines) + "\n"
@@ -257,8 +273,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     results = run(args)
-    skip = {"help", "noise_blur_steps", "noise_blur_lr", "noise_blur_rhos", "noise_blur_images",
-            "strip_image", "fixed_noise"}
+    skip = {
+        "help",
+        "noise_blur_steps",
+        "noise_blur_lr",
+        "noise_blur_rhos",
+        "noise_blur_images",
+        "strip_image",
+        "fixed_noise",
+    }
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in skip}
     out: dict[str, Any] = {"config": config, **results, "seconds": round(time.time() - start)}
     stem = args.out / args.name

@@ -11,4 +11,14 @@ from . import adafm, atoms, ftn, lowrank
 from .dni import dni
 from .registry import Strategy, get_strategy, register_strategy, strategy_names
 
-__all__ = ["Strategy", "adafm", "atoms", "dni", "ftn", "get_strategy", "lowrank", "register_strategy", "strategy_names"]
+__all__ = [
+    "Strategy",
+    "adafm",
+    "atoms",
+    "dni",
+    "ftn",
+    "get_strategy",
+    "lowrank",
+    "register_strategy",
+    "strategy_names",
+]

@@ -13,7 +13,6 @@ base entry p with independent ω entries. Parameters are organised per entry (``
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch

@@ -21,7 +21,7 @@ cannot pass it through the ``nn.Sequential``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -71,7 +71,7 @@ class AdaFM(Strategy):
     """``strategy="adafm", kernel_size=1``: see the module docstring."""
 
     name = "adafm"
-    defaults = {"kernel_size": 1}
+    defaults: ClassVar[dict[str, Any]] = {"kernel_size": 1}
     tensors_as_copies = False
 
     def validate(self) -> None:
@@ -91,7 +91,9 @@ class AdaFM(Strategy):
     def make_tensor(self, name: str, tensor: Tensor, kernels: int, reference: int) -> DeltaTensor:
         return FullDelta(tensor, kernels, reference, trainable_base=False)
 
-    def build(self, layer: nn.Module, factory: LayerFactory, p: int, kernels: int, **kwargs: Any) -> nn.Module:
+    def build(
+        self, layer: nn.Module, factory: LayerFactory, p: int, kernels: int, **kwargs: Any
+    ) -> nn.Module:
         ndim = len(layer.kernel_size)
         depthwise = identity_depthwise(layer.out_channels, ndim, self.options["kernel_size"], layer.weight)
         tunable = AdaFMFilter(depthwise, p, layer, kernels=kernels, source=self.source(p))

@@ -22,6 +22,7 @@ decompose; they take :mod:`~tunify.strategies.lowrank`'s delta, and the conversi
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -101,7 +102,7 @@ class Atoms(Strategy):
     """
 
     name = "atoms"
-    defaults = {"atoms": None, "overcomplete": 0, "rank": 4}
+    defaults: ClassVar[dict[str, Any]] = {"atoms": None, "overcomplete": 0, "rank": 4}
 
     def validate(self) -> None:
         if self.options["atoms"] is not None:

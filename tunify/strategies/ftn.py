@@ -16,6 +16,7 @@ Biases and other 1-D tensors take a full per-entry delta.
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -78,7 +79,7 @@ class FilterTransition(Strategy):
     """``strategy="ftn", groups=16``: see the module docstring."""
 
     name = "ftn"
-    defaults = {"groups": 16}
+    defaults: ClassVar[dict[str, Any]] = {"groups": 16}
 
     def validate(self) -> None:
         _positive_int("groups", self.options["groups"], self.name)

@@ -10,6 +10,7 @@ to a convolution instead of a full copy.
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -38,7 +39,9 @@ class LowRankDelta(DeltaTensor):
     def __init__(self, base: Tensor, entries: int, reference: int, rank: int) -> None:
         super().__init__(base, entries, reference)
         if base.ndim < 2:
-            raise ValueError(f"a low-rank delta needs a tensor of at least 2 dimensions, got {tuple(base.shape)}")
+            raise ValueError(
+                f"a low-rank delta needs a tensor of at least 2 dimensions, got {tuple(base.shape)}"
+            )
         self.rows, self.cols = base.shape[0], math.prod(base.shape[1:])
         self.rank = min(rank, self.rows, self.cols)
         for i in self.others:
@@ -63,12 +66,13 @@ def low_rank_or_full(base: Tensor, entries: int, reference: int, rank: int) -> D
         return LowRankDelta(base, entries, reference, rank)
     return FullDelta(base, entries, reference)
 
+
 @register_strategy
 class LowRank(Strategy):
     """``strategy="lowrank", rank=4``: see the module docstring."""
 
     name = "lowrank"
-    defaults = {"rank": 4}
+    defaults: ClassVar[dict[str, Any]] = {"rank": 4}
 
     def validate(self) -> None:
         _positive_int("rank", self.options["rank"], self.name)

@@ -80,7 +80,9 @@ class Strategy:
 
         return factory
 
-    def build(self, layer: nn.Module, factory: LayerFactory, p: int, kernels: int, **kwargs: Any) -> nn.Module:
+    def build(
+        self, layer: nn.Module, factory: LayerFactory, p: int, kernels: int, **kwargs: Any
+    ) -> nn.Module:
         """The tunable replacement of ``layer`` (``factory`` is the layer type's tunable class)."""
         return factory(layer, p, kernels=kernels, source=self.source(p), **kwargs)
 

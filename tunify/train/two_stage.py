@@ -63,7 +63,9 @@ def stage_parameters(tmodel: TunableModel, stage: Stage, level: int) -> set[int]
     own = {id(p) for s in sources for p in s.entry_parameters(level)}
     if stage == "b":
         if not own:
-            raise ValueError(f"entry {level} has no added modules to train in stage B (it is the reference entry)")
+            raise ValueError(
+                f"entry {level} has no added modules to train in stage B (it is the reference entry)"
+            )
         return own
     entries = tmodel.config.kernels
     added = {id(p) for s in sources for i in range(entries) for p in s.entry_parameters(i)}
