@@ -42,6 +42,7 @@ def conversion_spec(tmodel: TunableModel) -> dict[str, Any]:
         "batch_dim": tmodel.config.batch_dim,
         "strategy": tmodel.config.strategy,
         "strategy_options": tmodel.config.strategy_options,
+        "map_averaged": [row.name for row in report if row.spatial == "average"],
     }
 
 
