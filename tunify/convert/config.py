@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
@@ -38,6 +39,10 @@ class ConvertConfig:
             the weights of a trade-off: every tensor gets p + 1 copies, a base one and one per entry, so that
             each corner of the cube is a different network (ω and ω + c·1 coincide with p copies).
         batch_dim: the dimension of the model's first input that holds the batch (1 for sequence-first).
+        strategy: how a layer becomes tunable (``tunify.strategies``): ``"kernels"`` (p full copies, the
+            paper's tunable convolutions), ``"lowrank"``, ``"atoms"``, ``"adafm"`` or ``"ftn"``.
+        strategy_options: the strategy's options (e.g. ``{"rank": 8}``); completed with its defaults by
+            the conversion, so a saved spec records every value.
     """
 
     p: int
@@ -50,6 +55,8 @@ class ConvertConfig:
     allow_extrapolation: bool = False
     independent: bool = False
     batch_dim: int = 0
+    strategy: str = "kernels"
+    strategy_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.p, int) or isinstance(self.p, bool) or self.p < 1:

@@ -37,6 +37,8 @@ def conversion_spec(tmodel: TunableModel) -> dict[str, Any]:
         "allow_extrapolation": tmodel.config.allow_extrapolation,
         "independent": tmodel.config.independent,
         "batch_dim": tmodel.config.batch_dim,
+        "strategy": tmodel.config.strategy,
+        "strategy_options": tmodel.config.strategy_options,
         "map_averaged": [row.name for row in report if row.spatial == "average"],
     }
 
@@ -56,6 +58,8 @@ def apply_spec(model: nn.Module, spec: dict[str, Any]) -> TunableModel:
             allow_extrapolation=bool(spec.get("allow_extrapolation", False)),
             independent=bool(spec.get("independent", False)),
             batch_dim=int(spec.get("batch_dim", 0)),
+            strategy=str(spec.get("strategy", "kernels")),
+            strategy_options=dict(spec.get("strategy_options") or {}),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"malformed conversion spec ({error!r}): {spec}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,6 +63,36 @@ def _added(p: int, kernels: int, tensors: list[Tensor]) -> int:
     return (kernels - 1) * _numel(tensors) + kernels * p + kernels
 
 
+def _strategy(config: ConvertConfig) -> Any:
+    """The config's strategy with its options checked (``tunify.strategies`` sits above this room)."""
+    from ..strategies import get_strategy
+
+    try:
+        return get_strategy(config.strategy, **config.strategy_options)
+    except ValueError as error:
+        raise ConversionError(str(error)) from None
+
+
+def _layer_tensors(layer: nn.Module, factory: Any) -> dict[str, Tensor]:
+    """The tensors the layer's tunable class takes from it (the names its source will produce)."""
+    names = getattr(factory, "tensor_names", ("weight", "bias"))
+    found = {}
+    for name in names:
+        owner, _, attr = name.rpartition(".")
+        tensor = getattr(layer.get_submodule(owner), attr, None)
+        if isinstance(tensor, Tensor):
+            found[name] = tensor
+    return found
+
+
+def _accepts_source(factory: Any) -> bool:
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return "source" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
 def _shape(tensors: list[Tensor]) -> str:
     return " ".join(str(tuple(t.shape)) for t in tensors)
 
@@ -76,6 +107,7 @@ class _Plan:
                 f"layer_types {unknown} are not supported layer types; register them with tunify.register_tunable"
             )
         self.config = config
+        self.strategy = _strategy(config)
         self.layers: dict[int, list[tuple[str, nn.Module, nn.Module, str]]] = {}
         self.modules: dict[str, list[str]] = {}  # owner name -> parameters it passes to F.conv*/F.linear
         self.tensors: list[str] = []
@@ -89,7 +121,33 @@ class _Plan:
             self._plan_functional(model)
         if config.parameters is not None:
             self._plan_tensors(model, config.parameters)
+        self._check_strategy(model)
         self._fill_report(model)
+
+    def _check_strategy(self, model: nn.Module) -> None:
+        """Every planned layer, module and tensor can take the strategy: else ConversionError, nothing changed."""
+        strategy, p, kernels = self.strategy, self.config.p, self.config.kernels
+        if strategy.name == "kernels":
+            return
+        for aliases in self.layers.values():
+            name, layer = aliases[0][0], aliases[0][1]
+            factory = factory_for(layer)
+            if not _accepts_source(factory):
+                raise ConversionError(
+                    f"strategy {strategy.name!r} cannot convert layer {name!r} ({type(layer).__name__}): its "
+                    f"registered tunable factory {getattr(factory, '__name__', factory)!r} takes no source="
+                )
+            strategy.check(layer, name, p, kernels)
+        for owner in self.modules:
+            module = model.get_submodule(owner)
+            strategy.check(module, owner or "<root>", p, kernels)
+        tensors = self.tensors + [n for owner, attrs in self.modules.items() if owner == "" for n in attrs]
+        if tensors and not strategy.tensors_as_copies:
+            raise ConversionError(
+                f"strategy {strategy.name!r} cannot convert the tensors {tensors[:5]} (named by parameters= "
+                "or used by the model's own forward): it acts on convolutions only; drop them or use another "
+                "strategy"
+            )
 
     def _plan_functional(self, model: nn.Module) -> None:
         layer_names = {alias[0]: key for key, aliases in self.layers.items() for alias in aliases}
@@ -126,6 +184,11 @@ class _Plan:
                 tensors = [t for t in layer.parameters() if t is not layer.bias_k and t is not layer.bias_v]
             kind = "layer" if factory is not TunableModule else "module"
             cls = getattr(factory, "__name__", type(factory).__name__)
+            added = _added(p, kernels, tensors)
+            if self.strategy.name != "kernels":
+                named = _layer_tensors(layer, factory)
+                added = self.strategy.params_added(layer, named, p, kernels) + kernels * p + kernels
+                cls = self.strategy.tunable_class(cls, named)
             others = tuple(a[0] for a in aliases[1:])
             spatial = "per pixel" if factory in (TunableConv, TunableConvTranspose) else "average"
             row = ReportRow(
@@ -134,7 +197,7 @@ class _Plan:
                 type(layer).__name__,
                 _shape(tensors),
                 cls,
-                _added(p, kernels, tensors),
+                added,
                 others,
                 spatial,
             )
@@ -143,15 +206,13 @@ class _Plan:
             module = model.get_submodule(owner)
             tensors = [module.get_parameter(a) for a in attrs]
             cls = "TunableTensor" if owner == "" else "TunableModule"
+            added = _added(p, kernels, tensors)
+            if self.strategy.name != "kernels" and owner != "":
+                named = {a: module.get_parameter(a) for a in attrs}
+                added = self.strategy.params_added(module, named, p, kernels) + kernels * p + kernels
+                cls = self.strategy.tunable_class(cls, named)
             self.report.append(
-                ReportRow(
-                    owner or "<root>",
-                    "module",
-                    type(module).__name__,
-                    _shape(tensors),
-                    cls,
-                    _added(p, kernels, tensors),
-                )
+                ReportRow(owner or "<root>", "module", type(module).__name__, _shape(tensors), cls, added)
             )
         for name in self.tensors:
             tensor = model.get_parameter(name)
@@ -208,6 +269,8 @@ def convert(
     independent: bool = False,
     batch_dim: int = 0,
     dry_run: bool = False,
+    strategy: str = "kernels",
+    **options: Any,
 ) -> TunableModel | ConversionReport:
     """Make ``model`` tunable **in place** and return it wrapped in a :class:`TunableModel`.
 
@@ -215,6 +278,12 @@ def convert(
     model computes exactly what ``model`` computed, for every ω, until it is fine-tuned. See
     :class:`ConvertConfig` for the options. With ``dry_run=True`` nothing changes and the
     :class:`ConversionReport` of what would be converted is returned.
+
+    ``strategy`` chooses how layers become tunable, ``options`` are its options (``tunify.strategies``):
+    ``"kernels"`` (default) p full copies; ``"lowrank"`` (``rank=4``) low-rank deltas; ``"atoms"``
+    (``atoms=None, overcomplete=0, rank=4``) filter-atom deltas; ``"adafm"`` (``kernel_size=1``) a depthwise
+    filter after each convolution; ``"ftn"`` (``groups=16``) filter transition networks. Every strategy
+    starts at the pretrained network for every ω, bakes, saves and anchors like the default.
 
     Example:
         >>> tmodel = tunify.convert(net, p=2, exclude=["head"], parameters=["beta", "gamma"])
@@ -231,6 +300,8 @@ def convert(
         allow_extrapolation=allow_extrapolation,
         independent=independent,
         batch_dim=batch_dim,
+        strategy=strategy,
+        strategy_options=options,
     )
     return convert_with(model, config, dry_run=dry_run)
 
@@ -244,12 +315,18 @@ def convert_with(
     plan.check_not_empty()
     if dry_run:
         return plan.report
+    strategy = plan.strategy
+    config.strategy_options = dict(strategy.options)  # saved with every default filled in
     extra = (
         {"kernels": config.kernels} if config.independent else {}
     )  # factories of p copies need not know it
+    source = strategy.source(config.p)
     for aliases in plan.layers.values():
         layer = aliases[0][1]
-        tunable = factory_for(layer)(layer, config.p, **extra)
+        if strategy.name == "kernels":
+            tunable = factory_for(layer)(layer, config.p, **extra)
+        else:
+            tunable = strategy.build(layer, factory_for(layer), config.p, config.kernels)
         for _, _, parent, attr in aliases:
             setattr(parent, attr, tunable)
     for owner, attrs in plan.modules.items():
@@ -262,7 +339,9 @@ def convert_with(
         else:
             parent_name, _, attr = owner.rpartition(".")
             module = model.get_submodule(owner)
-            tunable_module = TunableModule(module, config.p, tuple(attrs), kernels=config.kernels)
+            tunable_module = TunableModule(
+                module, config.p, tuple(attrs), kernels=config.kernels, source=source
+            )
             setattr(model.get_submodule(parent_name), attr, tunable_module)
     for name in plan.tensors:
         owner, _, attr = name.rpartition(".")

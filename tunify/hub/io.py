@@ -228,7 +228,8 @@ def from_pretrained(
         raise HubError(f"{config_path}: {error}") from None
     state, file_spec = read_checkpoint(weights_path)
     expected = config["conversion"]
-    if any(file_spec.get(k) != expected[k] for k in ("p", "layers", "tensors")):
+    keys = ("p", "layers", "tensors", "strategy", "strategy_options")
+    if any(file_spec.get(k) != expected.get(k) for k in keys):
         raise HubError(
             f"{weights_path}: its conversion spec differs from {config_path}; the two were not saved together"
         )

@@ -86,14 +86,19 @@ def load_network(cfg: dict[str, Any]) -> nn.Module:
 
 def convert_network(net: nn.Module, cfg: dict[str, Any]) -> tunify.TunableModel:
     """``tunify.convert(net, p, **default_tunable_targets(net))``: the layers the paper makes tunable;
-    ``model.independent: true`` when the ω entries are independent knobs (a base copy is added).
+    ``model.independent: true`` when the ω entries are independent knobs (a base copy is added);
+    ``model.strategy`` and ``model.strategy_options`` choose how layers become tunable (``tunify.convert``).
 
     With ``model.anchor: i`` and a pretrained start, ``tunify.anchor`` keeps ω = e_i exactly the pretrained
     network (measured in benchmarks/README.md: it closes the fidelity gap at no cost in between)."""
     options = dict(cfg["model"].get("targets") or {})
     independent = bool(cfg["model"].get("independent", False))
     targets = zoo.default_tunable_targets(net, **options)
-    tmodel = tunify.convert(net, cfg["p"], independent=independent, **targets)
+    strategy = cfg["model"].get("strategy") or "kernels"
+    strategy_options = dict(cfg["model"].get("strategy_options") or {})
+    tmodel = tunify.convert(
+        net, cfg["p"], independent=independent, strategy=strategy, **strategy_options, **targets
+    )
     anchor = cfg["model"].get("anchor")
     if anchor is not None and (cfg["model"].get("init") or "scratch") != "scratch":
         tunify.anchor(tmodel, int(anchor))

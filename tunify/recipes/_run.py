@@ -23,7 +23,7 @@ from tunify.evaluate import sweep
 from tunify.hub.config import WEIGHTS_NAME
 from tunify.objectives import ParametricMultiLoss, build_sampler
 from tunify.recipes._base import Recipe, convert_network, default_eval_data, train_loader
-from tunify.train import TrainConfig, Trainer, dist_info, load_weights
+from tunify.train import TrainConfig, Trainer, dist_info, load_weights, save_weights, train_two_stage
 from tunify.train.trainer import WEIGHTS_FILE
 
 
@@ -156,14 +156,22 @@ def run(
         if main_rank:
             (out / "config.yaml").write_text(dump_config(cfg))
         start = time.time()
-        trainer = Trainer(
-            built.model, built.loss, built.sampler, built.loader, built.train_config, out, resume=resume
-        )
-        trainer.fit()
+        if cfg["model"].get("two_stage"):
+            # the AdaFM/FTN papers' protocol: a pretrained init is level A already; from scratch, train it
+            scratch = (cfg["model"].get("init") or "scratch") == "scratch"
+            config_a = built.train_config if scratch else None
+            train_two_stage(built.model, built.loss, built.loader, config_a, built.train_config, out)
+            if main_rank:
+                save_weights(built.model, out / WEIGHTS_FILE)  # where --eval-only looks
+        else:
+            trainer = Trainer(
+                built.model, built.loss, built.sampler, built.loader, built.train_config, out, resume=resume
+            )
+            trainer.fit()
+            built.model.load_state_dict(trainer.inference_weights())
         if not main_rank:
             return out / "pretrained"
         minutes = (time.time() - start) / 60
-        built.model.load_state_dict(trainer.inference_weights())
         built.model.info["training"]["wall_minutes"] = round(minutes, 2)
         print(f"[{recipe.name}] trained {built.train_config.total_steps} steps in {minutes:.1f} min")
     rows = evaluate(recipe, cfg, built.model, out)

@@ -16,6 +16,7 @@ from tunify.train.distributed import DistInfo, dist_info
 from tunify.train.ema import ModelEMA
 from tunify.train.schedule import lr_factor
 from tunify.train.trainer import Trainer
+from tunify.train.two_stage import train_two_stage, training_stage
 
 __all__ = [
     "CheckpointDir",
@@ -30,4 +31,6 @@ __all__ = [
     "lr_factor",
     "make_train_loader",
     "save_weights",
+    "train_two_stage",
+    "training_stage",
 ]
