@@ -24,6 +24,8 @@ ALLOWED = {
     "strategies": {"convert", "layers"},
     "hub": {"convert", "layers", "zoo", "evaluate", "data"},
     "recipes": {"convert", "layers", "zoo", "evaluate", "data", "objectives", "train", "hub", "strategies"},
+    # beside the command line at the top: everything below it, never the command line
+    "export": {"convert", "layers", "zoo", "evaluate", "data", "objectives", "train", "hub", "strategies"},
 }
 
 
