@@ -98,7 +98,7 @@ def _tracing(tmodel: TunableModel) -> Iterator[None]:
     tmodel.eval()
     try:
         with export_friendly(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*were assigned during export.*")
+            warnings.filterwarnings("ignore", message=r".*assigned during export.*")
             yield
     finally:
         tmodel.train(was_training)
