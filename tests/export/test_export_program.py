@@ -129,3 +129,24 @@ def test_swinir_window_reverse_stand_in_is_exact() -> None:
     windows = window_partition(x, 4)
     torch.testing.assert_close(_swinir_window_reverse(windows, 4, 8, 12), window_reverse(windows, 4, 8, 12))
     torch.testing.assert_close(_swinir_window_reverse(windows, 4, 8, 12), x)
+
+
+class _WidthBranch(nn.Module):
+    """A network whose own code branches on the input width (as SwinIR does on its training size)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y * 2 if x.shape[-1] == 61 else y
+
+
+def test_a_size_the_network_fixes_is_named_in_a_warning(tmp_path: Path) -> None:
+    tmodel = tunify.convert(_WidthBranch(), p=P).eval()
+    with pytest.warns(UserWarning, match=r"fixes x dim 3 = 61 in the exported graph"):
+        path = tunify.export(tmodel, tmp_path / "m.pt2")
+    x, omega = torch.rand(3, 3, 20, 61), torch.tensor(OMEGAS[1])
+    with torch.no_grad():
+        torch.testing.assert_close(torch.export.load(path).module()(x, omega), tmodel(x, omega=omega))

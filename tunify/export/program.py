@@ -119,8 +119,9 @@ def static_dims(program: ExportedProgram, dynamic: dict[str, dict[int, Any]]) ->
         if shape is None:
             continue
         for d in dims:
-            if isinstance(shape[d], int):
-                fixed.append(f"{name} dim {d} = {shape[d]}")
+            size = shape[d]  # an int, or a SymInt whose expression may have become a number
+            if isinstance(size, int) or size.node.expr.is_number:
+                fixed.append(f"{name} dim {d} = {int(size)}")
     return fixed
 
 
