@@ -93,7 +93,7 @@ def _tracing(tmodel: TunableModel) -> Iterator[None]:
     Tunable layers remember the ω of their last call (for gradient checkpointing); during a trace that is
     a symbolic tensor, which must not outlive the trace.
     """
-    was_training = tmodel.training
+    modes = {m: m.training for m in tmodel.modules()}
     remembered = {m: m.__dict__["_last_omega"] for m in tmodel.modules() if "_last_omega" in m.__dict__}
     tmodel.eval()
     try:
@@ -101,8 +101,8 @@ def _tracing(tmodel: TunableModel) -> Iterator[None]:
             warnings.filterwarnings("ignore", message=r".*assigned during export.*")
             yield
     finally:
-        tmodel.train(was_training)
         for m in tmodel.modules():
+            m.training = modes.get(m, m.training)
             if m in remembered:
                 m._last_omega = remembered[m]
             else:
