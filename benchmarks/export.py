@@ -122,7 +122,7 @@ def main() -> None:
     ]
     config = {
         "model": args.model or "tunify/assets/default_denoiser (the embedded denoiser)",
-        "omega": omega.tolist(),
+        "omega": [round(v, 6) for v in omega.tolist()],
         "input": list(x.shape),
         "threads": args.threads,
         "rounds": args.rounds,
