@@ -47,12 +47,14 @@ def test_export_baked_from_a_saved_model(saved, tmp_path: Path, capsys: pytest.C
     assert "baked at ω = (0.8,0.2)" in printed
     assert "ω1: fidelity: denoising strength" in printed and "ω2: omega2: not documented" in printed
     session = ort.InferenceSession(str(out))
+    assert [i.name for i in session.get_inputs()] == ["x"]  # ω is baked in: one input
     x = torch.rand(1, 3, 18, 22)
     with torch.no_grad():
         expected = tmodel(x, omega=torch.tensor([0.8, 0.2])).numpy()
     np.testing.assert_allclose(session.run(None, {"x": x.numpy()})[0], expected, atol=1e-4, rtol=0)
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert json.loads(meta["tunify.omega.baked"]) == pytest.approx([0.8, 0.2])
+    assert meta["tunify.mix"] == "baked" and meta["tunify.omega.input"] == ""
 
 
 def test_export_errors_are_one_line(

@@ -100,21 +100,6 @@ def test_spatial_export_matches_torch_spatial_path(exports, name: str) -> None:
         )
 
 
-def test_baked_export_has_one_input_and_the_network_at_that_omega(exports) -> None:
-    omega = OMEGAS[1]
-    tmodel, path, session = exports("dncnn", omega=omega)
-    assert [i.name for i in session.get_inputs()] == ["x"]
-    for size in SIZES:
-        x = inputs(size)
-        np.testing.assert_allclose(
-            _run(session, x=x), _torch(tmodel, x, torch.tensor(omega)), atol=ATOL, rtol=0
-        )
-    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-    assert meta["tunify.mix"] == "baked"
-    assert json.loads(meta["tunify.omega.baked"]) == pytest.approx(list(omega))
-    assert meta["tunify.omega.input"] == ""
-
-
 def test_metadata_describes_omega_and_sizes_are_dynamic(exports) -> None:
     _, path, session = exports("dncnn")
     model = onnx.load(str(path))
