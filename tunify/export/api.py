@@ -37,8 +37,9 @@ def export(
             run time.
         mix: with ω live, ``"weights"``: ω of shape (p,) shared by the batch, the kernels mixed inside the
             graph (cheapest; the runtime must accept computed convolution weights, as ONNX Runtime does).
-            ``"outputs"``: ω of shape (B, p), each layer runs its p kernels as constant-weight convolutions
-            and mixes their outputs (per sample; the form per-pixel ω needs).
+            ``"outputs"``: ω of shape (B, p), each convolution runs its p kernels as constant-weight
+            convolutions and mixes their outputs (per sample; the form per-pixel ω needs; Linear and
+            attention layers mix their weights from the sample's ω).
         spatial: ω of shape (B, p, H, W), one ω per pixel of the input (needs ``mix="outputs"``).
         opset: ONNX opset (default: the exporter's).
         example: an input batch to trace with (default: (2, C, 67, 61) random, C from the first layer).

@@ -41,9 +41,10 @@ class OmegaInput(nn.Module):
 
     ``mix="weights"``: ω of shape (p,), shared by the batch; every tunable layer mixes its kernels from ω
     inside the graph (the cheapest form; the runtime must accept computed convolution weights).
-    ``mix="outputs"``: ω of shape (B, p), one row per sample, run as a 1×1 ω map, so each layer applies
-    its p constant kernels and mixes their outputs. ``spatial=True``: ω of shape (B, p, H, W), one ω per
-    pixel of the input.
+    ``mix="outputs"``: ω of shape (B, p), one row per sample, run as a 1×1 ω map, so each convolution
+    applies its p constant kernels and mixes their outputs (layers without a pixel grid, Linear and
+    attention, mix their weights from the sample's ω). ``spatial=True``: ω of shape (B, p, H, W), one ω
+    per pixel of the input.
 
     Use it with ``torch.export.export(OmegaInput(tmodel), (x, omega), ...)`` or any tracer.
     """
