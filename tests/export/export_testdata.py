@@ -65,13 +65,3 @@ def tiny(name: str, **convert_kwargs: object) -> tunify.TunableModel:
 def inputs(size: tuple[int, int, int], seed: int = 0) -> torch.Tensor:
     b, h, w = size
     return torch.rand(b, 3, h, w, generator=torch.Generator().manual_seed(seed))
-
-
-def spatial_supported() -> bool:
-    """Whether the layers take ω maps (B, p, H, W) yet (the spatial-ω half of issue 13, built separately)."""
-    probe = tunify.convert(nn.Conv2d(1, 1, 1), p=P)
-    try:
-        probe(torch.zeros(1, 1, 2, 2), omega=torch.full((1, P, 1, 1), 0.5))
-    except ValueError:
-        return False
-    return True

@@ -11,17 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from export_testdata import ATOL, OMEGAS, SIZES, P, inputs, spatial_supported, tiny
+from export_testdata import ATOL, OMEGAS, SIZES, P, inputs, tiny
 
 import tunify
 
 onnx = pytest.importorskip("onnx", reason="ONNX export tests need pip install 'tunify[export]'")
 ort = pytest.importorskip("onnxruntime", reason="ONNX export tests need pip install 'tunify[export]'")
 
-needs_spatial = pytest.mark.skipif(
-    not spatial_supported(),
-    reason="tunify.layers does not take ω maps (B, p, H, W) yet: the spatial-ω half of issue 13",
-)
 # DnCNN runs in the quick suite; the transformer, U-Net and timm exports take seconds each (symbolic tracing).
 NETWORKS = ["dncnn", *(pytest.param(n, marks=pytest.mark.slow) for n in ("nafnet", "swinir", "timm"))]
 
@@ -70,7 +66,6 @@ def test_weights_mix_matches_torch(exports, name: str) -> None:
     assert np.abs(ys[0] - ys[len(OMEGAS) - 1]).max() > 1e-3  # ω reaches the graph
 
 
-@needs_spatial
 @pytest.mark.parametrize("name", NETWORKS)
 def test_outputs_mix_matches_torch_per_sample(exports, name: str) -> None:
     tmodel, _, session = exports(name, mix="outputs")
@@ -85,7 +80,6 @@ def test_outputs_mix_matches_torch_per_sample(exports, name: str) -> None:
             )
 
 
-@needs_spatial
 @pytest.mark.parametrize("name", ["dncnn", pytest.param("nafnet", marks=pytest.mark.slow)])
 def test_spatial_export_matches_torch_spatial_path(exports, name: str) -> None:
     tmodel, _, session = exports(name, mix="outputs", spatial=True)
