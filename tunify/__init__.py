@@ -41,7 +41,18 @@ __all__ = [
     "use_omega",
 ]
 
-_SUBPACKAGES = {"data", "evaluate", "hub", "inference", "objectives", "recipes", "strategies", "train", "zoo"}
+_SUBPACKAGES = {
+    "data",
+    "evaluate",
+    "export",
+    "hub",
+    "inference",
+    "objectives",
+    "recipes",
+    "strategies",
+    "train",
+    "zoo",
+}
 
 
 def __getattr__(name: str) -> Any:

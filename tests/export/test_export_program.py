@@ -1,0 +1,152 @@
+"""torch.export of converted networks (ω a second input), the .pt2 file, the metadata, and bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from export_testdata import OMEGAS, P, inputs, tiny
+from torch import nn
+
+import tunify
+from tunify.export import MissingDependencyError, OmegaInput, export_metadata, export_program
+from tunify.export.compat import _swinir_window_reverse
+
+
+@pytest.fixture(scope="module")
+def dncnn() -> tunify.TunableModel:
+    return tiny("dncnn")
+
+
+# Tunable layers remember the ω of their last call (gradient checkpointing); torch.export notes it.
+@pytest.mark.filterwarnings("ignore:The tensor attribute.*assigned during export:UserWarning")
+def test_torch_export_of_the_documented_wrapper(dncnn: tunify.TunableModel) -> None:
+    """OmegaInput + plain torch.export.export: the layers' value checks step aside while tracing."""
+    dncnn.train()
+    remembered = {n: m.__dict__.get("_last_omega") for n, m in dncnn.named_modules()}
+    program = export_program(dncnn)
+    assert dncnn.training  # the trace ran in eval mode and put the mode back
+    assert {n: m.__dict__.get("_last_omega") for n, m in dncnn.named_modules()} == remembered
+    dncnn.eval()
+    for size in [(1, 16, 16), (3, 21, 27)]:
+        x = inputs(size)
+        for values in (OMEGAS[0], OMEGAS[3]):
+            omega = torch.tensor(values)
+            with torch.no_grad():
+                torch.testing.assert_close(
+                    program.module()(x, omega), dncnn(x, omega=omega), atol=1e-5, rtol=0
+                )
+    # the same with the public torch API directly, as the docstring shows
+    x, omega = inputs((2, 20, 20)), torch.tensor(OMEGAS[2])
+    dims = {"x": {0: torch.export.Dim.AUTO, 2: torch.export.Dim.AUTO}, "omega": None}
+    direct = torch.export.export(OmegaInput(dncnn), (x, omega), dynamic_shapes=dims)
+    with torch.no_grad():
+        torch.testing.assert_close(direct.module()(x, omega), dncnn(x, omega=omega))
+
+
+def test_pt2_file_round_trip_carries_the_metadata(dncnn: tunify.TunableModel, tmp_path: Path) -> None:
+    path = tunify.export(dncnn, tmp_path / "model.pt2")
+    extra = {"tunify.json": ""}
+    program = torch.export.load(path, extra_files=extra)
+    meta = json.loads(extra["tunify.json"])
+    assert meta["tunify.p"] == str(P) and meta["tunify.mix"] == "weights"
+    x, omega = inputs((2, 19, 23)), torch.tensor(OMEGAS[1])
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x, omega), dncnn(x, omega=omega), atol=1e-5, rtol=0)
+    assert not list(tmp_path.glob(".*tmp"))  # the atomic write left nothing behind
+
+
+def test_metadata_semantics_follow_the_conversion() -> None:
+    independent = tiny("dncnn", independent=True, allow_extrapolation=True)
+    meta = export_metadata(independent, baked=None, mix="outputs", spatial=True)
+    assert meta["tunify.omega.semantics"] == "independent"
+    assert meta["tunify.omega.range"] == "unbounded"
+    assert json.loads(meta["tunify.omega.shape"]) == ["batch", P, "height", "width"]
+    assert json.loads(meta["tunify.omega.default"]) == [0.5, 0.5]
+    independent.info = {}  # nothing documented: every ω entry still listed, and said to be undocumented
+    objectives = json.loads(
+        export_metadata(independent, baked=None, mix="weights", spatial=False)["tunify.objectives"]
+    )
+    assert [o["description"] for o in objectives] == ["not documented"] * P
+
+
+def test_tunify_export_is_the_function_and_the_package() -> None:
+    assert callable(tunify.export)
+    assert tunify.export.OmegaInput is OmegaInput
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"path": "model.tflite"}, "use a .onnx or .pt2 suffix"),
+        ({"mix": "kernels"}, "mix must be one of"),
+        ({"spatial": True}, "spatial=True needs mix='outputs'"),
+        ({"omega": [0.5, 0.5], "mix": "outputs"}, "a baked export"),
+        ({"omega": [0.5, 0.5, 0.5]}, "omega has shape"),
+    ],
+)
+def test_bad_arguments_are_named(
+    dncnn: tunify.TunableModel, tmp_path: Path, kwargs: dict, message: str
+) -> None:
+    path = tmp_path / kwargs.pop("path", "model.pt2")
+    with pytest.raises(ValueError, match=message):
+        tunify.export(dncnn, path, **kwargs)
+    assert not path.exists()
+
+
+def test_plain_network_and_channel_less_network_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="needs a TunableModel"):
+        tunify.export(nn.Conv2d(3, 3, 1), tmp_path / "m.pt2")
+    linear = tunify.convert(nn.Sequential(nn.Linear(4, 4)), p=P)
+    with pytest.raises(ValueError, match="pass example="):
+        tunify.export(linear, tmp_path / "m.pt2")
+    path = tunify.export(linear, tmp_path / "m.pt2", example=torch.rand(2, 4))
+    x, omega = torch.rand(3, 4), torch.tensor(OMEGAS[4])
+    with torch.no_grad():
+        torch.testing.assert_close(torch.export.load(path).module()(x, omega), linear(x, omega=omega))
+
+
+def test_missing_onnx_is_one_line_naming_the_pip_command(
+    dncnn: tunify.TunableModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else find_spec(name, *a)
+    )
+    with pytest.raises(
+        MissingDependencyError, match=r"^ONNX export needs onnxscript: pip install 'tunify\[export\]'$"
+    ):
+        tunify.export(dncnn, tmp_path / "model.onnx")
+
+
+def test_swinir_window_reverse_stand_in_is_exact() -> None:
+    from spandrel.architectures.SwinIR.__arch.SwinIR import window_partition, window_reverse
+
+    x = torch.rand(3, 8, 12, 5)
+    windows = window_partition(x, 4)
+    torch.testing.assert_close(_swinir_window_reverse(windows, 4, 8, 12), window_reverse(windows, 4, 8, 12))
+    torch.testing.assert_close(_swinir_window_reverse(windows, 4, 8, 12), x)
+
+
+class _WidthBranch(nn.Module):
+    """A network whose own code branches on the input width (as SwinIR does on its training size)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y * 2 if x.shape[-1] == 61 else y
+
+
+def test_a_size_the_network_fixes_is_named_in_a_warning(tmp_path: Path) -> None:
+    tmodel = tunify.convert(_WidthBranch(), p=P).eval()
+    with pytest.warns(UserWarning, match=r"fixes x dim 3 = 61 in the exported graph"):
+        path = tunify.export(tmodel, tmp_path / "m.pt2")
+    x, omega = torch.rand(3, 3, 20, 61), torch.tensor(OMEGAS[1])
+    with torch.no_grad():
+        torch.testing.assert_close(torch.export.load(path).module()(x, omega), tmodel(x, omega=omega))

@@ -1,0 +1,170 @@
+"""A converted network as a ``torch.export`` program, ω either a second input or baked in.
+
+Exporters trace ``forward(*args)`` with positional tensors; a :class:`~tunify.TunableModel` takes ω as a
+keyword. :class:`OmegaInput` is the two-input module they need: ``OmegaInput(tmodel)(x, omega)``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.export import Dim, ExportedProgram
+
+from ..convert import TunableModel, bake
+from .compat import export_friendly
+
+MIX_FORMS = ("weights", "outputs")
+#: Spatial size of the example input traced by default: large enough that no feature map of the usual
+#: networks shrinks to 1 pixel (which would fix the size), and not a multiple of 2, 4 or 8, so padding to a
+#: window or a U-Net level is traced in its general form.
+EXAMPLE_SIZE = (67, 61)
+#: Example batch: 2, since torch.export fixes any dimension whose example size is 1.
+EXAMPLE_BATCH = 2
+
+
+def check_mix(mix: str, spatial: bool) -> None:
+    if mix not in MIX_FORMS:
+        raise ValueError(f"mix must be one of {list(MIX_FORMS)}, got {mix!r}")
+    if spatial and mix != "outputs":
+        raise ValueError(
+            "spatial=True needs mix='outputs': per-pixel ω mixes the outputs of the p kernels, not the kernels"
+        )
+
+
+class OmegaInput(nn.Module):
+    """``forward(x, omega)``: a converted model with ω as its second positional input.
+
+    ``mix="weights"``: ω of shape (p,), shared by the batch; every tunable layer mixes its kernels from ω
+    inside the graph (the cheapest form; the runtime must accept computed convolution weights).
+    ``mix="outputs"``: ω of shape (B, p), one row per sample, run as a 1×1 ω map, so each convolution
+    applies its p constant kernels and mixes their outputs (layers without a pixel grid, Linear and
+    attention, mix their weights from the sample's ω). ``spatial=True``: ω of shape (B, p, H, W), one ω
+    per pixel of the input.
+
+    Use it with ``torch.export.export(OmegaInput(tmodel), (x, omega), ...)`` or any tracer.
+    """
+
+    def __init__(self, tmodel: TunableModel, mix: str = "weights", spatial: bool = False) -> None:
+        super().__init__()
+        check_mix(mix, spatial)
+        self.tmodel = tmodel
+        self.mix = mix
+        self.spatial = spatial
+
+    def forward(self, x: Tensor, omega: Tensor) -> Any:
+        if self.mix == "outputs" and not self.spatial:
+            omega = omega[:, :, None, None]  # a 1×1 map: the layers' per-pixel path, broadcast
+        return self.tmodel(x, omega=omega)
+
+
+def example_input(tmodel: TunableModel) -> Tensor:
+    """A (2, C, 67, 61) batch, C read from the first layer that declares its input channels."""
+    for module in tmodel.base_model.modules():
+        channels = getattr(module, "in_channels", None)
+        if isinstance(channels, int):
+            return torch.rand(EXAMPLE_BATCH, channels, *EXAMPLE_SIZE)
+    raise ValueError(
+        f"cannot tell the input channels of {type(tmodel.base_model).__name__} (no layer with in_channels): "
+        "pass example=, a batch of the input the network takes"
+    )
+
+
+def example_omega(tmodel: TunableModel, x: Tensor, mix: str, spatial: bool) -> Tensor:
+    """A valid ω of the input's shape for ``mix`` and ``spatial`` (its values do not matter to the trace)."""
+    p = tmodel.p
+    if spatial:
+        return torch.full((x.shape[0], p, *x.shape[2:]), 1 / p)
+    return torch.full((p,) if mix == "weights" else (x.shape[0], p), 1 / p)
+
+
+def _dynamic(x: Tensor) -> dict[int, Any]:
+    """Batch and every spatial dimension dynamic (fixed only where the network's code insists)."""
+    return {0: Dim.AUTO, **{d: Dim.AUTO for d in range(2, x.ndim)}}
+
+
+@contextmanager
+def _tracing(tmodel: TunableModel) -> Iterator[None]:
+    """Eval mode, the export stand-ins, and each layer's remembered ω put back after the trace.
+
+    Tunable layers remember the ω of their last call (for gradient checkpointing); during a trace that is
+    a symbolic tensor, which must not outlive the trace.
+    """
+    modes = {m: m.training for m in tmodel.modules()}
+    remembered = {m: m.__dict__["_last_omega"] for m in tmodel.modules() if "_last_omega" in m.__dict__}
+    tmodel.eval()
+    try:
+        with export_friendly(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*assigned during export.*")
+            yield
+    finally:
+        for m in tmodel.modules():
+            m.training = modes.get(m, m.training)
+            if m in remembered:
+                m._last_omega = remembered[m]
+            else:
+                m.__dict__.pop("_last_omega", None)
+
+
+def static_dims(program: ExportedProgram, dynamic: dict[str, dict[int, Any]]) -> list[str]:
+    """The requested-dynamic dimensions that the trace fixed, as ``"x dim 0 = 2"``."""
+    fixed = []
+    placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    for name, dims in dynamic.items():
+        node = placeholders.get(name)
+        shape = node.meta["val"].shape if node is not None and "val" in node.meta else None
+        if shape is None:
+            continue
+        for d in dims:
+            size = shape[d]  # an int, or a SymInt whose expression may have become a number
+            if isinstance(size, int) or size.node.expr.is_number:
+                fixed.append(f"{name} dim {d} = {int(size)}")
+    return fixed
+
+
+def export_program(
+    tmodel: TunableModel,
+    *,
+    omega: Tensor | None = None,
+    mix: str = "weights",
+    spatial: bool = False,
+    example: Tensor | None = None,
+) -> ExportedProgram:
+    """``torch.export`` of ``tmodel``: inputs ``(x, omega)`` with ω live, ``(x,)`` when ``omega`` is given.
+
+    Batch and spatial sizes are dynamic. Where the network's own code fixes one (a size computed through a
+    float, a branch on a size), the program keeps it fixed and a warning names it.
+    """
+    if not isinstance(tmodel, TunableModel):
+        raise TypeError(f"export needs a TunableModel (from tunify.convert), got {type(tmodel).__name__}")
+    x = example_input(tmodel) if example is None else example
+    if not isinstance(x, Tensor) or x.ndim < 2:
+        raise ValueError(f"example must be a batched tensor (B, C, ...), got {getattr(x, 'shape', x)!r}")
+    x = x.to(next(tmodel.parameters()).device)
+    if omega is not None:
+        if spatial or mix != "weights":
+            raise ValueError(
+                "a baked export (omega given) has no ω input: leave mix and spatial at their defaults"
+            )
+        module: nn.Module = bake(tmodel, torch.as_tensor(omega, dtype=torch.get_default_dtype())).eval()
+        args: tuple[Tensor, ...] = (x,)
+        dynamic = {"x": _dynamic(x)}
+    else:
+        check_mix(mix, spatial)
+        module = OmegaInput(tmodel, mix, spatial)
+        w = example_omega(tmodel, x, mix, spatial).to(x.device)
+        args = (x, w)
+        dynamic = {"x": _dynamic(x), "omega": {} if mix == "weights" and not spatial else _dynamic(w)}
+    with _tracing(tmodel):
+        program = torch.export.export(module, args, dynamic_shapes=dynamic)
+    fixed = static_dims(program, dynamic)
+    if fixed:
+        warnings.warn(
+            f"the network's code fixes {', '.join(fixed)} in the exported graph: inputs must have that size",
+            stacklevel=2,
+        )
+    return program
