@@ -61,11 +61,16 @@ def _axis_windows(starts: list[int], size: int, scale: int, device: torch.device
     ]
 
 
+def _crop_omega(omega: Tensor, top: int, height: int, left: int, width: int) -> Tensor:
+    """The part of a spatial ω map (B, p, H, W) under a tile; a per-image ω ((p,) or (B, p)) as it is."""
+    return omega[..., top : top + height, left : left + width] if omega.ndim == 4 else omega
+
+
 def infer_scale(model: Any, x: Tensor, omega: Tensor, probe: int = 16) -> int:
     """The integer output/input size ratio of an image-to-image model, from a small probe crop."""
     h, w = min(probe, x.shape[-2]), min(probe, x.shape[-1])
     with torch.inference_mode():
-        y = model(x[:1, :, :h, :w], omega=omega[:1] if omega.ndim == 2 else omega)
+        y = model(x[:1, :, :h, :w], omega=_crop_omega(omega[:1] if omega.ndim > 1 else omega, 0, h, 0, w))
     if not isinstance(y, Tensor) or y.ndim != 4:
         raise ValueError("tiled inference needs an image-to-image model returning a (B, C, H, W) tensor")
     scale = y.shape[-2] / h
@@ -85,6 +90,8 @@ def tiled_forward(
     progress: bool = True,
 ) -> Tensor:
     """``model(x, omega=omega)`` computed tile by tile (under ``inference_mode``); x is (B, C, H, W).
+
+    ω is (p,), (B, p), or a spatial map (B, p, H, W) at the input's resolution, cut with each tile.
 
     ``scale`` is the output/input size ratio (SR networks); inferred with a probe when None. Images no
     larger than ``tile`` run in one call. The overlap should be at least 4× the network's receptive-field
@@ -111,7 +118,9 @@ def tiled_forward(
     with torch.inference_mode():
         for top, wy in zip(rows, row_windows, strict=True):
             for left, wx in zip(cols, col_windows, strict=True):
-                y = model(x[..., top : top + th, left : left + tw], omega=omega)
+                y = model(
+                    x[..., top : top + th, left : left + tw], omega=_crop_omega(omega, top, th, left, tw)
+                )
                 if out is None:
                     out = torch.zeros(
                         *y.shape[:2], height * scale, width * scale, device=x.device, dtype=y.dtype

@@ -41,7 +41,8 @@ class OmegaControls:
         independent = bool(config.get("conversion", {}).get("independent", False))
         mode: Mode = "independent" if independent or p == 1 else "trade-off" if p == 2 else "simplex"
         objectives = {
-            obj.get("omega_index", i): obj for i, obj in enumerate(config.get("info", {}).get("objectives", []))
+            obj.get("omega_index", i): obj
+            for i, obj in enumerate(config.get("info", {}).get("objectives", []))
         }
         names = tuple(str(objectives.get(i, {}).get("name", f"objective {i + 1}")) for i in range(p))
         descriptions = tuple(str(objectives.get(i, {}).get("description", "")) for i in range(p))
@@ -57,9 +58,7 @@ class OmegaControls:
                 f"right, ω = (0, 1): {self.descriptions[1] or self.names[1]}"
             )
             return [Slider(label, info, omega[1])]
-        return [
-            Slider(f"ω{i + 1}: {self.names[i]}", self.descriptions[i], omega[i]) for i in range(self.p)
-        ]
+        return [Slider(f"ω{i + 1}: {self.names[i]}", self.descriptions[i], omega[i]) for i in range(self.p)]
 
     def default_omega(self) -> list[float]:
         if self.mode == "independent":
