@@ -1,9 +1,20 @@
-"""Start the app: load the model, build the page, serve it."""
+"""Start the app: load the model, build the page, serve it (locally, or as a Hugging Face Space)."""
 
 from __future__ import annotations
 
+import gradio as gr
+
 from .layout import build_app
 from .session import MAX_PIXELS, PREVIEW_SIDE, Tuner
+
+
+def create(
+    model: str | None = None, *, preview_side: int = PREVIEW_SIDE, max_pixels: int = MAX_PIXELS
+) -> gr.Blocks:
+    """The app for ``model`` (default: the embedded denoiser), ready to ``launch()``."""
+    app = build_app(Tuner.load(model, preview_side=preview_side), max_pixels=max_pixels)
+    app.queue(default_concurrency_limit=1)  # one network pass at a time: two would share the same cores
+    return app
 
 
 def launch(
@@ -14,13 +25,13 @@ def launch(
     preview_side: int = PREVIEW_SIDE,
     max_pixels: int = MAX_PIXELS,
     block: bool = True,
-) -> tuple[object, str]:
-    """Serve the app for ``model`` (default: the embedded denoiser); returns (gradio Blocks, local URL).
+) -> tuple[gr.Blocks, str]:
+    """Serve the app; returns (the gradio Blocks, its local URL).
 
-    ``block=False`` returns at once with the server running in a thread (tests, notebooks).
+    ``block=False`` returns at once with the server running in a thread (tests, notebooks); ``app.close()``
+    stops it.
     """
-    app = build_app(Tuner.load(model, preview_side=preview_side), max_pixels=max_pixels)
-    app.queue(default_concurrency_limit=1)  # one network pass at a time: two would share the same cores
+    app = create(model, preview_side=preview_side, max_pixels=max_pixels)
     _, url, _ = app.launch(
         server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block, show_error=True
     )

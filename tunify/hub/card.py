@@ -64,7 +64,12 @@ or from the command line:
 tunify apply image.png --omega $omega_example --model $repo_id -o out.png
 tunify sweep image.png --model $repo_id -o strip.png
 tunify info $repo_id
+tunify app --model $repo_id                      # sliders in a browser (pip install 'tunify[app]')
 ```
+
+To publish that page as a Hugging Face Space, `tunify app --export-space my-space --model $repo_id` writes
+its `app.py`, `requirements.txt` and `README.md` (section "The app" of tunify's README); push the folder
+as a Space repository (`hf upload me/my-space my-space --repo-type space`).
 
 Only `config.json` and `model.safetensors` are read: no pickle, no code from this repository.
 $details
