@@ -22,7 +22,9 @@ def test_painted_layers_make_a_mask_at_the_input_size() -> None:
     mask = mask_from_layers(layers, (8, 8))
     assert mask is not None and mask.sum() == 8 and mask[0, 0] == 1 and mask[7, 7] == 1 and mask[4, 4] == 0
     big = mask_from_layers(layers, (16, 16))  # a canvas of another size: nearest, stays 0/1
-    assert big is not None and big.shape == (16, 16) and big.sum() == 32 and set(big.unique().tolist()) == {0, 1}
+    assert (
+        big is not None and big.shape == (16, 16) and big.sum() == 32 and set(big.unique().tolist()) == {0, 1}
+    )
     assert mask_from_layers([np.zeros((8, 8, 4), np.uint8)], (8, 8)) is None
     assert mask_from_layers([], (8, 8)) is None
 

@@ -7,6 +7,7 @@ tells the Hub to run it with gradio. The files only name the model: the Space do
 from __future__ import annotations
 
 import json
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -15,7 +16,7 @@ from .._atomic import atomic_write
 from .._version import __version__
 from ..hub import read_config
 
-GRADIO_FALLBACK = "5.0.0"  # the Space's gradio when none is installed here to copy the version from
+GRADIO_FALLBACK = "6.0.0"  # the Space's gradio when none is installed here to copy the version from
 
 APP = '''"""Hugging Face Space for {repo}, written by `tunify app --export-space`."""
 
@@ -45,10 +46,9 @@ Run it locally with `pip install 'tunify[app]' && tunify app --model {repo}`.
 
 def _gradio_version() -> str:
     try:
-        import gradio
-    except ModuleNotFoundError:
+        return version("gradio")  # the installed one, without importing it (seconds)
+    except PackageNotFoundError:
         return GRADIO_FALLBACK
-    return gradio.__version__
 
 
 def export_space(directory: str | Path, repo_id: str) -> Path:
