@@ -96,7 +96,7 @@ def build_app(tuner: Tuner, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
 
     def result(picture: Picture | None, name: str, synthetic: bool, *values: Any) -> tuple[Any, str]:
         if picture is None:
-            raise AppError("open an image first (or use the sample)")
+            return gr.update(), "Open an image (or use the sample) to see the result."
         tuner = models.get(name)
         editor = values[-1]
         x = tuner.preview_input(picture, _levels(tuner, synthetic, values))
@@ -120,6 +120,7 @@ def build_app(tuner: Tuner, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
 
     with gr.Blocks(title="tunify: tune a model") as app:
         picture = gr.State(None)
+        current = gr.State(tuner.name)  # the loaded model: a name that fails to load leaves it unchanged
         painted_state = gr.State(None)  # what the editor's brush last showed the network
         gr.Markdown(
             "# tunify\nOne network, tuned at inference: move the ω sliders, paint regions to give them "
@@ -129,10 +130,11 @@ def build_app(tuner: Tuner, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
             model = gr.Textbox(
                 value=tuner.name or "",
                 label="Model",
+                elem_id="model",
                 scale=4,
                 placeholder="a save_pretrained folder or Hub repo id (empty: the embedded denoiser)",
             )
-            load = gr.Button("Load model", scale=1)
+            load = gr.Button("Load model", scale=1, elem_id="load")
         about = gr.Markdown(_about(tuner))
         with gr.Row():
             with gr.Column():
@@ -189,7 +191,7 @@ def build_app(tuner: Tuner, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
             download = gr.File(label="Download", elem_id="download", interactive=False)
 
         values = [*knobs, *sliders, *regions]
-        shown = [picture, model, synthetic, *values, editor]
+        shown = [picture, current, synthetic, *values, editor]
 
         @_shown
         def model_changed(name: str) -> list[Any]:
@@ -278,28 +280,29 @@ def build_app(tuner: Tuner, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
 
         render = _shown(result)
         outputs = [compare, scores]
-        load.click(model_changed, model, [about, synthetic, *knobs, *sliders, *regions]).then(
+        updates = [about, synthetic, *knobs, *sliders, *regions]
+        load.click(lambda name: [name, *model_changed(name)], model, [current, *updates]).success(
             render, shown, outputs
         )
-        app.load(model_changed, model, [about, synthetic, *knobs, *sliders, *regions])
-        upload.upload(opened, [upload, model, synthetic, *values], [picture, editor, painted_state]).success(
-            render, shown, outputs
-        )
+        app.load(model_changed, current, updates)
+        upload.upload(
+            opened, [upload, current, synthetic, *values], [picture, editor, painted_state]
+        ).success(render, shown, outputs)
         sample.click(
             lambda *a: opened(str(SAMPLE_IMAGE), *a),
-            [model, synthetic, *values],
+            [current, synthetic, *values],
             [picture, editor, painted_state],
         ).success(render, shown, outputs)
         for control in (synthetic, *knobs):
-            control.input(degraded, [picture, model, synthetic, *values, editor], editor).success(
+            control.input(degraded, [picture, current, synthetic, *values, editor], editor).success(
                 render, shown, outputs, trigger_mode="always_last"
             )
         for group in (sliders, regions):
             for i, slider in enumerate(group):
                 slider.input(
-                    functools.partial(moved, i), [model, *group], group, trigger_mode="always_last"
+                    functools.partial(moved, i), [current, *group], group, trigger_mode="always_last"
                 ).success(render, shown, outputs)
-        typed.submit(typed_omega, [typed, model], sliders).success(render, shown, outputs)
+        typed.submit(typed_omega, [typed, current], sliders).success(render, shown, outputs)
         editor.input(painted, [*shown, painted_state], [*outputs, painted_state], trigger_mode="always_last")
         export.click(exported, shown, download)
     return app
