@@ -58,7 +58,7 @@ def test_the_recipes_noise_at_a_chosen_level_is_the_same_every_call() -> None:
 
 def test_deblurring_models_get_blur_and_noise_levels() -> None:
     s = synthetic({"name": "blur_noise", "rho": [0.0, 4.0], "sigma": [5.0, 30.0], "kernel_size": 21})
-    assert [k.key for k in s.knobs] == ["sigma", "rho"]
+    assert [k.key for k in s.knobs] == ["sigma", "rho"] and s.kind == "blur + noise"
     clean = torch.rand(1, 3, 32, 32)
     blurred = s.apply(clean, [0.0, 3.0])
     assert blurred.std() < clean.std() * 0.7  # blur removes detail; σ = 0 adds nothing
@@ -67,7 +67,7 @@ def test_deblurring_models_get_blur_and_noise_levels() -> None:
 
 def test_super_resolution_downsamples_by_the_recipe_scale_and_models_without_one_get_noise() -> None:
     s = synthetic({"name": "downsample", "scale": 4})
-    assert s.scale == 4 and s.knobs == ()
+    assert s.scale == 4 and s.knobs == () and s.kind == "downsample ×4"
     assert s.apply(torch.rand(1, 3, 18, 21), []).shape == (1, 3, 4, 5)  # cropped to 16x20 first
     plain = synthetic(None)
     assert [k.key for k in plain.knobs] == ["sigma"] and plain.scale == 1

@@ -205,7 +205,7 @@ def build_app(tuner: Tuner, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
             return [
                 _about(tuner),
                 gr.update(
-                    label=f"Add a synthetic degradation: {tuner.degradation.describe([k.value for k in tuner.degradation.knobs])}"
+                    label=f"Add a synthetic degradation (this model's recipe: {tuner.degradation.kind})"
                 ),
                 *knob_updates,
                 *_slider_updates(tuner.controls),

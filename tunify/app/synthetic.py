@@ -73,7 +73,20 @@ class SyntheticDegradation:
         return cls(recipe, tuple(knobs.values()), scale)
 
     def describe(self, levels: Sequence[float]) -> str:
+        """The degradation at ``levels``, e.g. ``noise(sigma=25.0, clip=False)`` (for the PNG metadata)."""
         return str(self.build(levels))
+
+    @property
+    def kind(self) -> str:
+        """What the recipe degrades with, for the page: ``noise``, ``blur + noise``, ``downsample ×4``."""
+        names = []
+        for step in _fields(self.config):
+            name = {"blur_noise": "blur + noise", "downsample": f"downsample ×{step.get('scale', '?')}"}.get(
+                step["name"], step["name"]
+            )
+            if name != "chain":
+                names.append(name)
+        return " + ".join(names)
 
     def build(self, levels: Sequence[float]) -> Degradation:
         """The degradation with every level fixed to ``levels`` (one per knob, in order)."""
