@@ -248,13 +248,9 @@ def build_app(tuner: Tuner, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
             ] * (MAX_SLIDERS - len(tuner.controls.sliders()))
 
         @_shown
-        def exported(
-            pic: Picture | None,
-            name: str,
-            synthetic: bool,
-            *values: Any,
-            progress: gr.Progress = TILES,
-        ) -> str:
+        def exported(progress: gr.Progress = TILES, *inputs: Any) -> str:
+            # gradio fills a Progress only in a positional parameter, hence first
+            pic, name, synthetic, *values = inputs
             if pic is None:
                 raise AppError("open an image first (or use the sample)")
             tuner = models.get(name)
