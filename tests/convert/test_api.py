@@ -92,8 +92,8 @@ def test_named_parameters_become_tunable() -> None:
 @pytest.mark.parametrize(
     ("omega", "message"),
     [
-        (torch.rand(3), r"omega has shape \(3,\); expected \(2,\) .* or \(4, 2\)"),
-        (torch.rand(3, 2), r"omega has shape \(3, 2\); expected \(2,\) .* or \(4, 2\)"),
+        (torch.rand(3), r"omega has shape \(3,\); expected \(2,\) .* \(4, 2\) with one row"),
+        (torch.rand(3, 2), r"omega has shape \(3, 2\); expected \(2,\) .* \(4, 2\) with one row"),
         (torch.tensor([0.5, float("nan")]), "NaN or inf"),
         (torch.tensor([0.5, 1.5]), r"must lie in \[0, 1\]"),
     ],
@@ -203,12 +203,34 @@ def test_load_mismatch_and_corrupt_files(tmp_path) -> None:
         tunify.load(small_net(), tmp_path / "absent.safetensors")
 
 
-def test_p_copies_are_separate_contiguous_tensors(tmp_path) -> None:
+def test_copies_are_one_stacked_parameter_and_separate_state_entries() -> None:
+    """One [p, *shape] parameter per tensor (mixing is one matmul); one contiguous state entry per copy."""
     tmodel = tunify.convert(copy.deepcopy(small_net()), 4)
-    bank = tmodel.base_model.down.weight
-    copies = [bank._parameters[str(i)] for i in range(4)]
+    layer = tmodel.base_model.down
+    (stack,) = layer.source.stack("weight").parameters()
+    assert stack.shape == (4, *layer.weight.shape)
+    state = tmodel.base_model.state_dict()
+    copies = [state[f"down.weight.{i}"] for i in range(4)]
     assert all(c.is_contiguous() for c in copies)
     assert len({c.data_ptr() for c in copies}) == 4
+
+
+def test_weight_and_bias_answer_as_tensors() -> None:
+    """Like PEFT's wrapped layers: tensors for weight/bias, the original module from get_base_layer()."""
+    net = small_net()
+    original = net.down.weight.detach().clone()
+    tmodel = spread_copies(tunify.convert(net, 2))
+    layer = tmodel.base_model.down
+    assert isinstance(layer.weight, torch.Tensor) and layer.weight.shape == original.shape
+    assert layer.weight.numel() == original.numel() and layer.bias.data.shape == (original.shape[0],)
+    assert layer.get_base_layer() is layer.base_layer and layer.kernel_size == (3, 3)
+    omega = torch.tensor([0.3, 0.7])
+    with tunify.use_omega(omega):
+        inside = layer.weight
+    expected = tunify.bake(tmodel, omega).down.weight
+    torch.testing.assert_close(inside, expected)
+    torch.nn.init.zeros_(layer.weight)  # outside a call: the reference copy, a view that init can write
+    assert not layer.source.stack("weight").copy(0).any()
 
 
 def test_anchor_keeps_one_corner_at_the_pretrained_network() -> None:

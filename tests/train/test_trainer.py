@@ -140,7 +140,8 @@ def test_exported_weights_and_eval_use_the_ema(tmp_path):
     exported = load_weights(tmp_path / "weights.safetensors")
     for key, value in trainer.ema.shadow.items():
         assert torch.equal(exported[key], value) and torch.equal(seen[8][key], value)
-    assert not torch.equal(trainer.model.conv1.weight, trainer.ema.shadow["conv1.weight"])
+    current = trainer.model.state_dict()["base_model.conv1.weight.1"]
+    assert not torch.equal(current, trainer.ema.shadow["base_model.conv1.weight.1"])
     assert trainer.model.training
     evals = [r for r in _read_log(tmp_path) if "eval" in r]
     assert [(r["step"], r["eval"]["score"]) for r in evals] == [(4, 4.0), (8, 8.0), (8, 8.0)]

@@ -53,10 +53,28 @@ def uniform_sampler(batch_size: int, generator: torch.Generator | None = None, d
     return torch.rand(batch_size, P, generator=generator, device=device)
 
 
-def make_model(seed: int = 0) -> ToyTunable:
-    """The same initial weights in every process."""
+class TwoConv(nn.Module):
+    """A residual two-conv net, to be made tunable by ``tunify.convert``."""
+
+    def __init__(self, channels: int = 4) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, 3, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv2(torch.relu(self.conv1(x)))
+
+
+def make_model(seed: int = 0) -> nn.Module:
+    """A converted TwoConv (its φ maps get the φ learning rate), with the same weights in every process."""
+    import tunify
+
     torch.manual_seed(seed)
-    return ToyTunable()
+    tmodel = tunify.convert(TwoConv(), P)
+    with torch.no_grad():  # copies that differ, so that ω matters from the first step
+        for param in tmodel.parameters():
+            param.add_(0.3 * torch.randn_like(param))
+    return tmodel
 
 
 def ddp_config():

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..layers import TunableTensor, check_omega, use_omega
+from ..layers import TunableTensor, check_omega, omega_form, use_omega
 from ..layers.generic import vmap_over_samples
 from ..layers.omega import PerSampleRowsError
 from .config import ConvertConfig
@@ -43,6 +43,7 @@ class TunableModel(nn.Module):
         self._report = report
         self._restore = restore  # attributes changed to switch off fused paths, put back by bake()
         self.info: dict[str, Any] = {}  # saved with the model: base network, objectives, what each ω_i does
+        self._loop_per_sample = False
         self._vmap_per_sample = any(
             isinstance(m, TunableTensor) and m.needs_vmap for m in base_model.modules()
         )
@@ -53,22 +54,45 @@ class TunableModel(nn.Module):
 
     def forward(self, *args: Any, omega: Tensor, **kwargs: Any) -> Any:
         x = first_tensor(args, kwargs)
-        batch = x.shape[self.config.batch_dim] if x is not None and x.ndim > self.config.batch_dim else None
-        omega = check_omega(omega, self.p, batch, allow_extrapolation=self.config.allow_extrapolation)
+        batch_dim = self.config.batch_dim
+        batch = x.shape[batch_dim] if x is not None and x.ndim > batch_dim else None
+        grid = tuple(x.shape[2:]) if x is not None and x.ndim >= 3 and batch_dim == 0 else None
+        omega = check_omega(
+            omega, self.p, batch, allow_extrapolation=self.config.allow_extrapolation, grid=grid
+        )
         if x is not None:
             omega = omega.to(device=x.device)
-        per_sample = omega.ndim == 2 and omega.shape[0] > 1
-        if not (per_sample and self._vmap_per_sample):
+        form = omega_form(omega)
+        varies = form == "per_sample" or (form == "map" and omega.shape[0] > 1)
+        if varies and batch_dim != 0:  # the layers take the batch in dimension 0: run sample by sample
+            return self._sample_by_sample(omega, args, kwargs, batch_dim)
+        if not (varies and self._vmap_per_sample):
             try:
                 with use_omega(omega):
                     return self.base_model(*args, **kwargs)
             except PerSampleRowsError:
-                if not per_sample:
+                if not varies:
                     raise
                 # Some layer runs once for the whole batch (e.g. a positional encoding computed from a
-                # batch-1 tensor and repeated): from now on run per-sample calls one sample at a time.
+                # batch-1 tensor and repeated) or reads its weight directly: from now on run per-sample
+                # calls one sample at a time.
                 self._vmap_per_sample = True
-        return vmap_over_samples(self.base_model, omega, args, kwargs, type(self.base_model).__name__)
+        return self._sample_by_sample(omega, args, kwargs, batch_dim)
+
+    def _sample_by_sample(self, omega: Tensor, args: tuple, kwargs: dict, batch_dim: int) -> Any:
+        """Per-sample ω, one sample at a time: under vmap, or in a loop where vmap cannot run the network."""
+        if not self._loop_per_sample:
+            try:
+                return vmap_over_samples(self.base_model, omega, args, kwargs, self._name, batch_dim)
+            except RuntimeError as error:
+                if "vmap" not in str(error):
+                    raise
+                self._loop_per_sample = True  # e.g. a layer reads ``weight.data`` in its forward
+        return vmap_over_samples(self.base_model, omega, args, kwargs, self._name, batch_dim, loop=True)
+
+    @property
+    def _name(self) -> str:
+        return type(self.base_model).__name__
 
     def conversion_report(self) -> ConversionReport:
         """What was converted: name, kind, type, shape and parameters added, one row each."""

@@ -16,6 +16,7 @@ class ReportRow:
     tunable_class: str
     params_added: int
     aliases: tuple[str, ...] = ()  # other names of a shared layer (converted once, reached by each)
+    spatial: str = "average"  # how an ω map acts: "per pixel" (exactly), or through its "average"
 
     @property
     def shown_name(self) -> str:
@@ -36,8 +37,11 @@ class ConversionReport(list[ReportRow]):
         return [asdict(row) for row in self]
 
     def __str__(self) -> str:
-        header = ("name", "kind", "type", "shape", "tunable", "params added")
-        rows = [(r.shown_name, r.kind, r.type, r.shape, r.tunable_class, f"{r.params_added:,}") for r in self]
+        header = ("name", "kind", "type", "shape", "tunable", "params added", "ω map")
+        rows = [
+            (r.shown_name, r.kind, r.type, r.shape, r.tunable_class, f"{r.params_added:,}", r.spatial)
+            for r in self
+        ]
         widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
         lines = [
             "  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) for line in (header, *rows)

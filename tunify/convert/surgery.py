@@ -11,6 +11,8 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ..layers import (
+    TunableConv,
+    TunableConvTranspose,
     TunableLayer,
     TunableModule,
     TunableTensor,
@@ -19,7 +21,6 @@ from ..layers import (
     factory_for,
     make_tensor_tunable,
     registered_types,
-    use_omega,
 )
 from .analysis import find_call_sites
 from .config import ConvertConfig, TargetSpec, matches
@@ -126,8 +127,16 @@ class _Plan:
             kind = "layer" if factory is not TunableModule else "module"
             cls = getattr(factory, "__name__", type(factory).__name__)
             others = tuple(a[0] for a in aliases[1:])
+            spatial = "per pixel" if factory in (TunableConv, TunableConvTranspose) else "average"
             row = ReportRow(
-                name, kind, type(layer).__name__, _shape(tensors), cls, _added(p, kernels, tensors), others
+                name,
+                kind,
+                type(layer).__name__,
+                _shape(tensors),
+                cls,
+                _added(p, kernels, tensors),
+                others,
+                spatial,
             )
             self.report.append(row)
         for owner, attrs in self.modules.items():
@@ -146,6 +155,8 @@ class _Plan:
             )
         for name in self.tensors:
             tensor = model.get_parameter(name)
+            shape = tensor.shape
+            per_pixel = len(shape) >= 2 and shape[0] == 1 and all(s == 1 for s in shape[2:])
             self.report.append(
                 ReportRow(
                     name,
@@ -154,6 +165,7 @@ class _Plan:
                     _shape([tensor]),
                     "TunableTensor",
                     _added(p, kernels, [tensor]),
+                    spatial="per pixel" if per_pixel else "average",
                 )
             )
 
@@ -274,46 +286,73 @@ def bake(tmodel: TunableModel, omega: Tensor) -> nn.Module:
     """A plain copy of the network with every tunable tensor mixed at ``omega`` (shape (p,)).
 
     The result has the original layer classes, state-dict keys, parameter count and cost, and computes
-    what ``tmodel(x, omega=omega)`` computes. ``tmodel`` is left unchanged.
+    what ``tmodel(x, omega=omega)`` computes. Tensors are mixed in float32 and cast back to their own dtype
+    (float16/bfloat16 models keep their precision for the sum). ``tmodel`` is left unchanged.
+
+    Raises:
+        ValueError: ω of the wrong shape, or a mixed tensor with NaN/inf (naming the layer).
     """
     omega = check_omega(omega, tmodel.p, allow_extrapolation=tmodel.config.allow_extrapolation)
     if omega.ndim != 1:
         raise ValueError(f"bake needs one omega of shape ({tmodel.p},), got {tuple(omega.shape)}")
     plain = copy.deepcopy(tmodel.base_model)
     omega = omega.to(next(plain.parameters()).device)
-    _bake_children(plain, omega, {})
-    for module in list(plain.modules()):
+    _bake_children(plain, omega, {}, "")
+    for name, module in list(plain.named_modules()):
         if parametrize.is_parametrized(module):
-            _unparametrize(module, omega)
+            _unparametrize(module, omega, name)
     for name, attrs in tmodel._restore.items():
         for attr, value in attrs.items():
             setattr(plain.get_submodule(name), attr, value)
     return plain
 
 
-def _bake_children(module: nn.Module, omega: Tensor, baked: dict[int, nn.Module]) -> None:
+def _check_finite(module: nn.Module, name: str, omega: Tensor) -> None:
+    for tensor_name, tensor in module.named_parameters():
+        if not torch.isfinite(tensor).all():
+            raise ValueError(
+                f"bake: {name or '<root>'}.{tensor_name} has NaN or inf at omega = {omega.tolist()} "
+                "(the tunable weights are not finite there)"
+            )
+
+
+def _bake_children(
+    module: nn.Module, omega: Tensor, baked: dict[int, tuple[nn.Module, nn.Module]], prefix: str
+) -> None:
     """Replace every tunable layer below ``module`` by its plain layer at ``omega`` (shared layers once).
 
-    Recursion reaches the layers inside a materialised :class:`TunableModule` as well."""
+    Recursion reaches the layers inside a materialised :class:`TunableModule` as well. ``baked`` keeps each
+    tunable layer alive next to its plain layer, so no id is reused by a later deep copy while baking.
+    """
     for attr, child in list(module._modules.items()):
+        name = f"{prefix}.{attr}" if prefix else attr
         if isinstance(child, TunableLayer):
             if id(child) not in baked:
-                baked[id(child)] = child.materialize(omega)
-                _bake_children(baked[id(child)], omega, baked)
-            setattr(module, attr, baked[id(child)])
+                plain = child.materialize(omega)
+                _check_finite(plain, name, omega)
+                baked[id(child)] = (child, plain)
+                _bake_children(plain, omega, baked, name)
+            setattr(module, attr, baked[id(child)][1])
         elif child is not None:
-            _bake_children(child, omega, baked)
+            _bake_children(child, omega, baked, name)
 
 
-def _unparametrize(module: nn.Module, omega: Tensor) -> None:
+def _unparametrize(module: nn.Module, omega: Tensor, name: str) -> None:
     """Replace a (deep-copied) module's tunable tensors by plain parameters mixed at ``omega``.
 
     ``parametrize.remove_parametrizations`` would edit the parametrised class, which a deep copy shares
     with the original; restoring the plain class on this instance leaves the original untouched.
     """
-    with use_omega(omega):
-        values = {name: getattr(module, name).detach().clone() for name in module.parametrizations}
+    values = {}
+    for attr, plist in module.parametrizations.items():
+        copies = tuple(getattr(plist, f"original{i}") for i in range(plist[0].kernels))
+        phi = copy.deepcopy(plist[0].phi).float()
+        alpha = phi(omega.float())
+        value = sum(a * c.float() for a, c in zip(alpha, copies, strict=True)).to(copies[0].dtype)
+        if not torch.isfinite(value).all():
+            raise ValueError(f"bake: {name}.{attr} has NaN or inf at omega = {omega.tolist()}")
+        values[attr] = value
     module.__class__ = module.__class__.__bases__[0]
     del module._modules["parametrizations"]
-    for name, value in values.items():
-        module.register_parameter(name, nn.Parameter(value))
+    for attr, value in values.items():
+        module.register_parameter(attr, nn.Parameter(value))

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .base import TunableLayer
+from .base import SourceFactory, TunableLayer
+from .omega import map_mean, omega_form
 
 
 def _project(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -38,8 +39,15 @@ class TunableMultiheadAttention(TunableLayer):
         "out_proj.bias",
     )
 
-    def __init__(self, base_layer: nn.MultiheadAttention, p: int, *, kernels: int | None = None) -> None:
-        super().__init__(base_layer, p, kernels=kernels)
+    def __init__(
+        self,
+        base_layer: nn.MultiheadAttention,
+        p: int,
+        *,
+        kernels: int | None = None,
+        source: SourceFactory | None = None,
+    ) -> None:
+        super().__init__(base_layer, p, kernels=kernels, source=source)
         self.batch_first = base_layer.batch_first
 
     def forward(
@@ -61,7 +69,9 @@ class TunableMultiheadAttention(TunableLayer):
             average_attn_weights=average_attn_weights,
             is_causal=is_causal,
         )
-        if omega.ndim == 1 or query.dim() == 2 or omega.shape[0] == 1:
+        if omega_form(omega) == "map":
+            omega = map_mean(omega)  # attention sees tokens, not a pixel grid
+        if omega_form(omega) == "shared" or query.dim() == 2:
             tensors = self.shared_tensors(omega)
             return functional_call(self.base_layer, tensors, (query, key, value), kwargs)
         return self._per_sample(omega, query, key, value, **kwargs)
@@ -84,7 +94,7 @@ class TunableMultiheadAttention(TunableLayer):
         b, tgt_len, embed = query.shape
         if omega.shape[0] != b:
             raise ValueError(f"MultiheadAttention: per-sample omega has {omega.shape[0]} rows, batch is {b}")
-        t = self.mixed(self.alpha(omega))
+        t = self.source(self.alpha(omega))
         if "in_proj_weight" in t:
             wq, wk, wv = t["in_proj_weight"].chunk(3, dim=1)
         else:
@@ -123,18 +133,24 @@ class TunableMultiheadAttention(TunableLayer):
         q = q.view(b, tgt_len, heads, head_dim).transpose(1, 2)  # [B, H, L, d]
         k = k.view(b, src_len, heads, head_dim).transpose(1, 2)  # [B, H, S, d]
         v = v.view(b, src_len, heads, head_dim).transpose(1, 2)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(head_dim)  # [B, H, L, S]
+        mask = None  # additive, broadcastable to [B, H, L, S]
         if attn_mask is not None:
-            scores = scores + (
-                attn_mask.view(b, heads, tgt_len, src_len) if attn_mask.dim() == 3 else attn_mask
-            )
+            mask = attn_mask.view(b, heads, tgt_len, src_len) if attn_mask.dim() == 3 else attn_mask
         if key_padding_mask is not None:
-            scores = scores + key_padding_mask.view(b, 1, 1, src_len)
-        weights = scores.softmax(dim=-1)
-        if self.training and mha.dropout > 0:
-            weights = F.dropout(weights, p=mha.dropout)
-        out = (weights @ v).transpose(1, 2).reshape(b, tgt_len, embed)
-        out = _project(out, t["out_proj.weight"], t.get("out_proj.bias"))
+            padding = key_padding_mask.view(b, 1, 1, src_len)
+            mask = padding if mask is None else mask + padding
+        dropout = mha.dropout if self.training else 0.0
+        if need_weights:
+            scores = q @ k.transpose(-2, -1) / math.sqrt(head_dim)  # [B, H, L, S]
+            weights = (scores if mask is None else scores + mask).softmax(dim=-1)
+            if dropout > 0:
+                weights = F.dropout(weights, p=dropout)
+            out = weights @ v
+        else:  # the fused kernel never builds the score matrix
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        out = _project(
+            out.transpose(1, 2).reshape(b, tgt_len, embed), t["out_proj.weight"], t.get("out_proj.bias")
+        )
         if not mha.batch_first:
             out = out.transpose(0, 1)
         if not need_weights:

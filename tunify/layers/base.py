@@ -1,28 +1,41 @@
-"""The common machinery of tunable layers: p tensor copies, the affine map φ and mixing by α = φ(ω).
+"""The common machinery of tunable layers: the affine map φ, reading ω, and the layer/source split.
 
-Initialisation (the choice tunify makes): every copy starts equal to the pretrained tensor and φ starts as
-α = ω − mean(ω) + 1/p, i.e. weight ``I − 1/p`` and bias ``1/p``. The α always sum to one, so a freshly
-converted layer computes exactly the pretrained layer for every ω, and yet α_i moves with ω_i, so the
-gradient of an objective weighted by ω_i reaches the i-th copy most strongly from the first step on.
+Initialisation (the choice tunify makes): a source starts at the pretrained tensors for every α that sums to
+one, and φ starts as α = ω − mean(ω) + 1/p, i.e. weight ``I − 1/p`` and bias ``1/p``. The α always sum to
+one, so a freshly converted layer computes exactly the pretrained layer for every ω, and yet α_i moves with
+ω_i, so the gradient of an objective weighted by ω_i reaches the i-th copy most strongly from the first step.
 
 That map is made for ω on the simplex (Σω = 1, the paper's trade-offs): it sends ω and ω + c·1 to the same α,
 so it cannot tell apart the corners (0, 0) and (1, 1) of independent knobs. For those (``independent=True``)
-a layer holds p + 1 copies, a base one and one per entry, and φ starts as α = (ω_1, …, ω_p, 1 − Σω): still
-summing to one, and a different network at every corner of [0, 1]^p.
+a source takes p + 1 entries, a base one and one per ω entry, and φ starts as α = (ω_1, …, ω_p, 1 − Σω):
+still summing to one, and a different network at every corner of [0, 1]^p.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from .omega import MissingOmegaError, current_omega, in_backward
+from .bank import KernelBank
+from .omega import (
+    MissingOmegaError,
+    PerSampleRowsError,
+    current_omega,
+    in_backward,
+    map_mean,
+    omega_form,
+    shared_row,
+)
+from .source import TensorSource
 
 T = TypeVar("T")
+
+SourceFactory = Callable[[nn.Module, dict[str, Tensor], int], TensorSource]
+"""``factory(base_layer, tensors, kernels)``: builds a layer's source from its pretrained tensors."""
 
 
 def check_p(p: int) -> None:
@@ -31,7 +44,7 @@ def check_p(p: int) -> None:
 
 
 def check_kernels(p: int, kernels: int | None) -> int:
-    """The number of copies of each tensor: p (ω on the simplex) or p + 1 (independent ω entries)."""
+    """The length of α: p (ω on the simplex) or p + 1 (independent ω entries)."""
     kernels = p if kernels is None else kernels
     if kernels not in (p, p + 1):
         raise ValueError(f"kernels must be p ({p}) or p + 1 ({p + 1}), got {kernels!r}")
@@ -41,7 +54,7 @@ def check_kernels(p: int, kernels: int | None) -> int:
 def make_phi(p: int, kernels: int | None = None) -> nn.Linear:
     """φ: ℝ^p → ℝ^kernels, affine, with Σα = 1 for every ω (see the module docstring).
 
-    ``kernels = p``: α = ω − mean(ω) + 1/p. ``kernels = p + 1``: α = (ω, 1 − Σω), the last copy the base.
+    ``kernels = p``: α = ω − mean(ω) + 1/p. ``kernels = p + 1``: α = (ω, 1 − Σω), the last entry the base.
     """
     kernels = check_kernels(p, kernels)
     phi = nn.Linear(p, kernels)
@@ -59,12 +72,13 @@ class OmegaReader(nn.Module):
     """Reads the ω of the current call and maps it through this module's ``phi``."""
 
     p: int
+    kernels: int
     phi: nn.Linear
     _last_omega: Tensor | None = None
-    _shared_cache: tuple[Tensor, tuple, Any] | None = None
+    _cache: dict[str, tuple[Any, Any]] | None = None
 
     def omega(self) -> Tensor:
-        """The ω of the current call ((p,) or (B, p))."""
+        """The ω of the current call: (p,), (B, p) or a map (B, p, *S)."""
         omega = current_omega()
         if omega is None:
             if self._last_omega is not None and in_backward():
@@ -77,30 +91,67 @@ class OmegaReader(nn.Module):
             self._last_omega = omega
         return omega
 
-    def mix_shared(self, omega: Tensor, tensors: Iterable[Tensor], mix_fn: Callable[[Tensor], T]) -> T:
-        """``mix_fn(α)`` at a shared ω ((p,) or (1, p)), where ``tensors`` are all it reads besides α.
+    def alpha(self, omega: Tensor | None = None) -> Tensor:
+        """α = φ(ω): (kernels,) for a shared ω, (B, kernels) per sample, (B, kernels, *S) for a map."""
+        omega = self.omega() if omega is None else omega
+        omega = omega.to(self.phi.weight.dtype)
+        if omega_form(omega) == "map":
+            return self.phi(omega.movedim(1, -1)).movedim(-1, 1)
+        return self.phi(omega)
 
-        Without autograd (inference at a fixed ω) the result is kept until ω or any of ``tensors`` or φ
-        changes, so a network applied image after image with one ω tensor mixes its kernels once and then
-        costs what the original costs. The cache is keyed on that ω tensor object and on version counters,
-        which every in-place update of ω or of a weight bumps, and on where the tensors live (``.to()``,
-        ``.half()``); a new ω tensor simply mixes again.
+    def anchor(self, index: int) -> None:
+        """Freeze φ and whatever α = e_index reads (see :func:`tunify.anchor`)."""
+        self.phi.requires_grad_(False)
+
+    def cached(
+        self, key_omega: Tensor | None, tensors: Iterable[Tensor], slot: str, fn: Callable[[], T]
+    ) -> T:
+        """``fn()``, kept at inference until ``key_omega`` or any of ``tensors`` or φ changes.
+
+        So a network applied image after image with one ω mixes its kernels once and then costs what the
+        original costs. Without autograd the result is keyed on the ω tensor object and version counters
+        (bumped by every in-place update), and on where the tensors live (``.to()``, ``.half()``). Tensors
+        made under ``torch.inference_mode`` have no version counter: ω is then compared by value, and
+        weights without one are never cached.
         """
-        if torch.is_grad_enabled() or torch.compiler.is_compiling() or _is_batched(omega):
-            return mix_fn(self.alpha(omega.reshape(-1, self.p)[0]))
-        watched = (*tensors, *self.phi.parameters())
-        key = (_version(omega), *((_version(t), t.data_ptr()) for t in watched))
-        cached = self._shared_cache
-        if cached is not None and cached[0] is omega and cached[1] == key:
-            return cached[2]
-        result = mix_fn(self.alpha(omega.reshape(-1, self.p)[0]))
-        self._shared_cache = (omega, key, result)
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return fn()
+        if key_omega is not None and _is_batched(key_omega):
+            return fn()
+        weights = []
+        for t in (*tensors, *self.phi.parameters()):
+            version = _version(t)
+            if version is None:
+                return fn()
+            weights.append((version, t.data_ptr(), t.device, t.dtype))
+        if key_omega is None:
+            omega_key: Any = None
+        elif _version(key_omega) is None:
+            omega_key = ("values", tuple(key_omega.reshape(-1).tolist()), key_omega.device)
+        else:
+            omega_key = ("tensor", key_omega, _version(key_omega))
+        key = (omega_key, tuple(weights))
+        if self._cache is None:
+            self._cache = {}
+        hit = self._cache.get(slot)
+        if hit is not None and _same_key(hit[0], key):
+            return hit[1]
+        result = fn()
+        self._cache[slot] = (key, result)
         return result
 
-    def alpha(self, omega: Tensor | None = None) -> Tensor:
-        """α = φ(ω): (kernels,) for a shared ω, (B, kernels) per sample."""
-        omega = self.omega() if omega is None else omega
-        return self.phi(omega.to(self.phi.weight.dtype))
+
+def _same_key(a: tuple, b: tuple) -> bool:
+    (omega_a, weights_a), (omega_b, weights_b) = a, b
+    if weights_a != weights_b:
+        return False
+    if omega_a is None or omega_b is None:
+        return omega_a is omega_b
+    if omega_a[0] != omega_b[0]:
+        return False
+    if omega_a[0] == "tensor":
+        return omega_a[1] is omega_b[1] and omega_a[2] == omega_b[2]
+    return omega_a[1:] == omega_b[1:]
 
 
 def _is_batched(omega: Tensor) -> bool:
@@ -116,39 +167,6 @@ def _version(tensor: Tensor) -> int | None:
         return None
 
 
-def mix(copies: Sequence[Tensor], alpha: Tensor) -> Tensor:
-    """Σ_i α_i t_i: the tensor's shape for α of shape (p,), (B, *shape) for α of shape (B, p)."""
-    stacked = torch.stack(tuple(copies))  # [p, *shape]
-    return torch.tensordot(alpha.to(stacked.dtype), stacked, dims=1)
-
-
-class TensorBank(nn.Module):
-    """Independent, contiguous copies of one tensor (state-dict keys ``0`` … ``kernels-1``)."""
-
-    def __init__(self, tensor: Tensor, kernels: int) -> None:
-        super().__init__()
-        for i in range(kernels):
-            copy_i = nn.Parameter(tensor.detach().clone().contiguous(), requires_grad=tensor.requires_grad)
-            self.register_parameter(str(i), copy_i)
-
-    def forward(self, alpha: Tensor) -> Tensor:
-        return mix(self._parameters.values(), alpha)
-
-    # Networks read ``layer.weight.device`` / ``.dtype`` / ``.shape`` to allocate tensors (timm's XCiT and
-    # EdgeNeXt positional encodings); a bank answers for the tensor it holds copies of.
-    @property
-    def device(self) -> torch.device:
-        return self._parameters["0"].device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._parameters["0"].dtype
-
-    @property
-    def shape(self) -> torch.Size:
-        return self._parameters["0"].shape
-
-
 def get_tensor(module: nn.Module, name: str) -> Tensor | None:
     """``module.<name>`` for a dotted name such as ``out_proj.weight``."""
     owner, _, attr = name.rpartition(".")
@@ -162,18 +180,23 @@ def set_parameter(module: nn.Module, name: str, value: Tensor | None) -> None:
     target._parameters[attr] = None if value is None else nn.Parameter(value)
 
 
+def kernel_bank(base_layer: nn.Module, tensors: dict[str, Tensor], kernels: int) -> TensorSource:
+    """The default :data:`SourceFactory`: the paper's p full copies."""
+    return KernelBank(tensors, kernels)
+
+
 class TunableLayer(OmegaReader):
-    """Base class of tunable layers.
+    """Base class of tunable layers: an operation on ``base_layer`` fed by a :class:`TensorSource`.
 
     The layer keeps the original module as ``base_layer`` (its hyper-parameters and any tensor that is not
-    tunable) with the tunable tensors removed, and holds for each of them a :class:`TensorBank` of p copies
-    registered under the tensor's name with dots replaced by underscores (``weight.0``, ``bias.1``,
-    ``out_proj_weight.0``). Subclasses implement ``forward`` and may override :meth:`materialize`.
+    tunable) with the tunable tensors removed; ``source`` produces them from α = φ(ω). Like PEFT's wrapped
+    layers it answers for the original: ``layer.weight`` / ``layer.bias`` are tensors (the mixed ones inside a
+    call at a shared ω, the source's reference tensor outside a call), hyper-parameters read through, and
+    :meth:`get_base_layer` returns the original module. The state dict names the source's tensors under the
+    layer (``weight.0``, ``weight.1``, ``phi.weight`` …), the format tunify has always published.
 
-    Protocol:
-        ``tensor_names``: the base layer's tensors that are tunable.
-        ``forward(*args)``: reads ω with :meth:`omega`; ``alpha()`` gives φ(ω).
-        ``materialize(omega)``: the base layer as a plain module with tensors mixed at ``omega``.
+    Protocol for subclasses: ``forward(*args)`` reads ω with :meth:`omega` and asks :func:`omega_form`;
+    :meth:`shared_tensors`, :meth:`source` (per sample) and :meth:`vertices` (per pixel) give the tensors.
     """
 
     tensor_names: tuple[str, ...] = ("weight", "bias")
@@ -185,6 +208,7 @@ class TunableLayer(OmegaReader):
         tensor_names: tuple[str, ...] | None = None,
         *,
         kernels: int | None = None,
+        source: SourceFactory | None = None,
     ) -> None:
         super().__init__()
         check_p(p)
@@ -196,46 +220,98 @@ class TunableLayer(OmegaReader):
             raise ValueError(
                 f"{type(base_layer).__name__} has none of the tensors {list(names)} to make tunable"
             )
-        self.phi = make_phi(p, self.kernels).to(get_tensor(base_layer, self.tensor_names[0]).device)
+        tensors = {name: get_tensor(base_layer, name) for name in self.tensor_names}
+        self.phi = make_phi(p, self.kernels).to(next(iter(tensors.values())).device)
+        self.source = (source or kernel_bank)(base_layer, tensors, self.kernels)
         for name in self.tensor_names:
-            self.add_module(self.bank_name(name), TensorBank(get_tensor(base_layer, name), self.kernels))
             set_parameter(base_layer, name, None)
         self.base_layer = base_layer
+        self._register_state_dict_hook(_flatten_source_keys)
+        self._register_load_state_dict_pre_hook(_nest_source_keys, with_module=True)
 
     def __getattr__(self, name: str) -> Any:
-        """Hyper-parameters (``in_channels``, ``kernel_size``, ``batch_first`` …) read through to the base layer."""
+        """Tunable tensors (``weight``, ``bias``) as tensors; hyper-parameters read through to the base layer."""
         try:
             return super().__getattr__(name)
         except AttributeError:
-            if name == "base_layer" or "base_layer" not in self._modules:
+            if name in ("base_layer", "source") or "base_layer" not in self._modules:
                 raise
+            if name in self._modules["source"].names:
+                return self.current_tensor(name)
             return getattr(self._modules["base_layer"], name)
 
-    @staticmethod
-    def bank_name(tensor_name: str) -> str:
-        return tensor_name.replace(".", "_")
+    def get_base_layer(self) -> nn.Module:
+        """The original module (its tunable tensors live in ``source``)."""
+        return self.base_layer
 
-    def bank(self, tensor_name: str) -> TensorBank:
-        return getattr(self, self.bank_name(tensor_name))
+    def current_tensor(self, name: str) -> Tensor:
+        """What ``layer.<name>`` reads: the tensor at this call's ω, or the reference tensor outside a call.
 
-    def mixed(self, alpha: Tensor) -> dict[str, Tensor]:
-        """Every tunable tensor mixed with ``alpha`` (per sample when ``alpha`` is (B, p))."""
-        return {name: self.bank(name)(alpha) for name in self.tensor_names}
+        Code that reads a layer's weight inside its own forward (spandrel's SPAN) gets the tensor the layer
+        computes with. That cannot vary by sample or pixel: for per-sample ω the model then runs sample by
+        sample (:class:`~tunify.TunableModel` catches the :class:`PerSampleRowsError`).
+        """
+        omega = current_omega()
+        if omega is None:
+            return self.source.reference(name)
+        form = omega_form(omega)
+        if form == "map":
+            omega = map_mean(omega)
+            form = omega_form(omega)
+        if form == "per_sample":
+            raise PerSampleRowsError(
+                f"{type(self.base_layer).__name__}.{name} is read directly, so it cannot differ per sample"
+            )
+        return self.shared_tensors(omega)[name]
 
     def shared_tensors(self, omega: Tensor) -> dict[str, Tensor]:
-        """Every tunable tensor mixed at a shared ω ((p,) or (1, p)), cached at inference (:meth:`mix_shared`)."""
-        # a generator: read only to key the inference cache, never built during training
-        banks = (t for name in self.tensor_names for t in self.bank(name).parameters())
-        return self.mix_shared(omega, banks, self.mixed)
+        """Every tunable tensor at a shared ω ((p,) or (1, p)), cached at inference (:meth:`cached`)."""
+        return self.cached(
+            omega, self.source.parameters(), "shared", lambda: self.source(self.alpha(shared_row(omega)))
+        )
+
+    def vertices(self) -> tuple[dict[str, Tensor] | None, dict[str, Tensor]]:
+        """The source's constant tensors (None if linear) and α-slopes [kernels, *shape], for per-pixel ω."""
+        return self.cached(None, self.source.parameters(), "vertices", self.source.vertices)
+
+    def anchor(self, index: int) -> None:
+        super().anchor(index)
+        self.source.anchor(index)
 
     @torch.no_grad()
     def materialize(self, omega: Tensor) -> nn.Module:
-        """A plain copy of the base layer with its tensors mixed at a shared ``omega`` of shape (p,)."""
+        """A plain copy of the base layer with its tensors at a shared ``omega`` of shape (p,).
+
+        Mixed in float32 whatever the layer's dtype (a half-precision sum of p kernels loses digits), then
+        cast back to each tensor's dtype.
+        """
         plain = copy.deepcopy(self.base_layer)
-        for name, value in self.mixed(self.alpha(omega)).items():
-            set_parameter(plain, name, value.clone())
+        source = copy.deepcopy(self.source).float()
+        phi = copy.deepcopy(self.phi).float()
+        values = source(phi(omega.float()))
+        for name, value in values.items():
+            dtype = self.source.reference(name).dtype
+            set_parameter(plain, name, value.to(dtype).clone())
         return plain
 
     def extra_repr(self) -> str:
         kernels = f", kernels={self.kernels}" if self.kernels != self.p else ""
         return f"p={self.p}{kernels}, tunable={list(self.tensor_names)}"
+
+
+_SOURCE = "source."
+
+
+def _flatten_source_keys(module: TunableLayer, state: dict[str, Any], prefix: str, _meta: Any) -> None:
+    """State-dict hook: the source's entries sit directly under the layer (``conv.weight.0``)."""
+    for key in [k for k in state if k.startswith(prefix + _SOURCE)]:
+        state[prefix + key[len(prefix + _SOURCE) :]] = state.pop(key)
+
+
+def _nest_source_keys(module: TunableLayer, state: dict[str, Any], prefix: str, *_: Any) -> None:
+    """Load pre-hook: the inverse of :func:`_flatten_source_keys`."""
+    own = ("base_layer.", "phi.", _SOURCE)
+    for key in [k for k in state if k.startswith(prefix)]:
+        rest = key[len(prefix) :]
+        if not rest.startswith(own) and "." in rest:
+            state[prefix + _SOURCE + rest] = state.pop(key)

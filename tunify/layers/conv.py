@@ -2,7 +2,9 @@
 
 A shared ω mixes the kernel once and runs one ordinary convolution. Per-sample ω folds the batch into
 the groups of a single grouped convolution (``groups = B·g``): the arithmetic of the original layer,
-one kernel launch, and no Python loop over samples.
+one kernel launch, and no Python loop over samples. A per-pixel ω map runs the convolution with the
+source's vertex kernels and mixes the outputs pixel by pixel (a convolution is linear in its kernel, so
+this is exactly Σ_i α_i(x)·(k_i ∗ input)(x) + Σ_i α_i(x)·b_i), with the map resampled to the output grid.
 """
 
 from __future__ import annotations
@@ -10,10 +12,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import TunableLayer
-from .omega import check_rows
+from .base import SourceFactory, TunableLayer
+from .omega import check_rows, map_on_grid, note_grid, omega_form
 
-_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
@@ -30,85 +31,101 @@ def _unfold(y: Tensor, b: int, k: int) -> Tensor:
     return y.view(k, b, bc // b, *spatial).transpose(0, 1).reshape(b * k, bc // b, *spatial)
 
 
-class TunableConv(TunableLayer):
-    """Tunable counterpart of ``nn.Conv1d``/``nn.Conv2d``/``nn.Conv3d``."""
+def _add_bias(y: Tensor, bias: Tensor | None, k: int, ndim: int) -> Tensor:
+    """Add per-sample biases [B, C] to outputs of B·k rows."""
+    if bias is None:
+        return y
+    return y + bias.repeat_interleave(k, dim=0).view(*y.shape[:2], *(1,) * ndim)
 
-    def __init__(self, base_layer: nn.modules.conv._ConvNd, p: int, *, kernels: int | None = None) -> None:
-        super().__init__(base_layer, p, kernels=kernels)
+
+class _TunableConvBase(TunableLayer):
+    """What plain and transposed convolutions share: dispatch on the form of ω, per-pixel mixing."""
+
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        p: int,
+        *,
+        kernels: int | None = None,
+        source: SourceFactory | None = None,
+    ) -> None:
+        super().__init__(base_layer, p, kernels=kernels, source=source)
         self.ndim = len(base_layer.kernel_size)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _run(self, x: Tensor, weight: Tensor, bias: Tensor | None, groups: int, extra: tuple) -> Tensor:
+        raise NotImplementedError
+
+    def _per_sample(self, x: Tensor, omega: Tensor, extra: tuple) -> Tensor:
+        check_rows(omega, x.shape[0], type(self.base_layer).__name__)
+        tensors = self.source(self.alpha(omega))  # weight [B, *shape], bias [B, Cout]
+        b = omega.shape[0]
+        xf, k = _fold(x, b)
+        weight = tensors["weight"].flatten(0, 1)
+        y = _unfold(self._run(xf, weight, None, self.base_layer.groups * b, extra), b, k)
+        return _add_bias(y, tensors.get("bias"), k, self.ndim)
+
+    def _per_pixel(self, x: Tensor, omega: Tensor, extra: tuple) -> Tensor:
+        constant, slopes = self.vertices()
+        outputs = [
+            self._run(x, slopes["weight"][i], slopes["bias"][i] if "bias" in slopes else None, None, extra)
+            for i in range(self.kernels)
+        ]
+        grid = outputs[0].shape[2:]
+        alpha = self.alpha(map_on_grid(omega, grid))  # [B, kernels, *S']
+        y = sum(alpha[:, i : i + 1] * out for i, out in enumerate(outputs))
+        if constant is not None:
+            y = y + self._run(x, constant["weight"], constant.get("bias"), None, extra)
+        note_grid(grid)
+        return y
+
+    def _dispatch(self, x: Tensor, extra: tuple) -> Tensor:
         omega = self.omega()
-        conv = self.base_layer
-        unbatched = x.ndim == self.ndim + 1
-        if omega.ndim == 1 or unbatched or omega.shape[0] == 1:
+        form = omega_form(omega)
+        if form == "shared" or x.ndim == self.ndim + 1:  # unbatched input: one sample
+            if form == "map":
+                return self._per_pixel(x.unsqueeze(0), omega, extra).squeeze(0)
             tensors = self.shared_tensors(omega)
-            return conv._conv_forward(x, tensors["weight"], tensors.get("bias"))
-        check_rows(omega, x.shape[0], type(conv).__name__)
-        alpha = self.alpha(omega)
-        b = alpha.shape[0]
-        tensors = self.mixed(alpha)  # weight [B, Cout, Cin/g, *k], bias [B, Cout]
+            return self._run(x, tensors["weight"], tensors.get("bias"), None, extra)
+        if form == "map":
+            return self._per_pixel(x, omega, extra)
+        return self._per_sample(x, omega, extra)
+
+
+class TunableConv(_TunableConvBase):
+    """Tunable counterpart of ``nn.Conv1d``/``nn.Conv2d``/``nn.Conv3d``."""
+
+    def _run(
+        self, x: Tensor, weight: Tensor, bias: Tensor | None, groups: int | None, extra: tuple
+    ) -> Tensor:
+        conv = self.base_layer
+        if groups is None:
+            return conv._conv_forward(x, weight, bias)
+        padding = conv.padding
         if conv.padding_mode != "zeros":
             x = F.pad(x, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
             padding = 0
-        else:
-            padding = conv.padding
-        weight = tensors["weight"]
-        xf, k = _fold(x, b)
-        y = _CONV[self.ndim](
-            xf, weight.flatten(0, 1), None, conv.stride, padding, conv.dilation, conv.groups * b
-        )
-        y = _unfold(y, b, k)
-        if "bias" in tensors:
-            y = y + tensors["bias"].repeat_interleave(k, dim=0).view(*y.shape[:2], *(1,) * self.ndim)
-        return y
+        fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[self.ndim]
+        return fn(x, weight, bias, conv.stride, padding, conv.dilation, groups)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._dispatch(x, ())
 
 
-class TunableConvTranspose(TunableLayer):
+class TunableConvTranspose(_TunableConvBase):
     """Tunable counterpart of ``nn.ConvTranspose1d``/``2d``/``3d`` (``output_size`` supported)."""
 
-    def __init__(
-        self, base_layer: nn.modules.conv._ConvTransposeNd, p: int, *, kernels: int | None = None
-    ) -> None:
-        super().__init__(base_layer, p, kernels=kernels)
-        self.ndim = len(base_layer.kernel_size)
+    def _run(
+        self, x: Tensor, weight: Tensor, bias: Tensor | None, groups: int | None, extra: tuple
+    ) -> Tensor:
+        conv = self.base_layer
+        (output_padding,) = extra
+        fn = _CONV_T[self.ndim]
+        groups = conv.groups if groups is None else groups
+        return fn(x, weight, bias, conv.stride, conv.padding, output_padding, groups, conv.dilation)
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
-        omega = self.omega()
         conv = self.base_layer
         output_padding = conv._output_padding(
             x, output_size, conv.stride, conv.padding, conv.kernel_size, self.ndim, conv.dilation
         )
-        fn = _CONV_T[self.ndim]
-        unbatched = x.ndim == self.ndim + 1
-        if omega.ndim == 1 or unbatched or omega.shape[0] == 1:
-            tensors = self.shared_tensors(omega)
-            return fn(
-                x,
-                tensors["weight"],
-                tensors.get("bias"),
-                conv.stride,
-                conv.padding,
-                output_padding,
-                conv.groups,
-                conv.dilation,
-            )
-        check_rows(omega, x.shape[0], type(conv).__name__)
-        alpha = self.alpha(omega)
-        b = alpha.shape[0]
-        tensors = self.mixed(alpha)  # weight [B, Cin, Cout/g, *k]
-        xf, k = _fold(x, b)
-        y = fn(
-            xf,
-            tensors["weight"].flatten(0, 1),
-            None,
-            conv.stride,
-            conv.padding,
-            output_padding,
-            conv.groups * b,
-            conv.dilation,
-        )
-        y = _unfold(y, b, k)
-        if "bias" in tensors:
-            y = y + tensors["bias"].repeat_interleave(k, dim=0).view(*y.shape[:2], *(1,) * self.ndim)
-        return y
+        return self._dispatch(x, (output_padding,))

@@ -4,7 +4,8 @@ Used for layers whose forward differs from their torch parent (timm's ``StdConv2
 weight, ``Conv2dSame`` pads dynamically) and for modules that call ``F.conv2d``/``F.linear`` on their own
 parameters. A shared ω runs ``torch.func.functional_call`` once; per-sample ω runs it under
 ``torch.func.vmap`` over the samples, whose batching rules turn convolutions and matrix products with
-per-sample weights into grouped and batched kernels.
+per-sample weights into grouped and batched kernels. The module's forward may do anything with its
+tensors, so an ω map acts through its average over the image.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
-from .base import TunableLayer
-from .omega import check_rows, use_omega
+from .base import SourceFactory, TunableLayer
+from .omega import check_rows, map_mean, omega_form, use_omega
 
 
 class TunableModule(TunableLayer):
@@ -27,7 +29,8 @@ class TunableModule(TunableLayer):
         base_layer: the module; ``tensor_names`` are its (possibly dotted) parameter names to make tunable.
         p: number of tunable parameters.
         tensor_names: defaults to ``("weight", "bias")``.
-        kernels: copies per tensor, p (default) or p + 1 for independent ω entries.
+        kernels: length of α, p (default) or p + 1 for independent ω entries.
+        source: how the tensors are produced from α (default: p full copies).
     """
 
     def __init__(
@@ -37,40 +40,71 @@ class TunableModule(TunableLayer):
         tensor_names: tuple[str, ...] = ("weight", "bias"),
         *,
         kernels: int | None = None,
+        source: SourceFactory | None = None,
     ):
-        super().__init__(base_layer, p, tensor_names, kernels=kernels)
+        super().__init__(base_layer, p, tensor_names, kernels=kernels, source=source)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         omega = self.omega()
-        if omega.ndim == 2 and omega.shape[0] > 1:
+        if omega_form(omega) == "map":
+            omega = map_mean(omega)
+        if omega_form(omega) == "per_sample":
             return vmap_over_samples(self.forward, omega, args, kwargs, type(self.base_layer).__name__)
         tensors = self.shared_tensors(omega)
         return functional_call(self.base_layer, tensors, args, kwargs)
 
 
-def vmap_over_samples(fn: Callable[..., Any], omega: Tensor, args: tuple, kwargs: dict, where: str) -> Any:
-    """Run ``fn(*args, **kwargs)`` once per row of ω (B, p) under ``torch.func.vmap``.
+def vmap_over_samples(
+    fn: Callable[..., Any],
+    omega: Tensor,
+    args: tuple,
+    kwargs: dict,
+    where: str,
+    batch_dim: int = 0,
+    *,
+    loop: bool = False,
+) -> Any:
+    """Run ``fn(*args, **kwargs)`` once per sample of ω ((B, p) rows or a (B, p, *S) map) under vmap.
 
-    Inside, every tunable layer sees that sample's ω of shape (p,) and takes its shared path; vmap's
-    batching rules turn the per-sample kernels into grouped convolutions and batched matrix products. The
-    main input's leading dimension (the first tensor argument) holds B·k rows, sample-major; tensors with
-    the same leading dimension are split per sample, all others are shared by the samples.
+    Inside, every tunable layer sees that sample's ω ((p,), or a (1, p, *S) map) and takes its shared or
+    per-pixel path; vmap's batching rules turn the per-sample kernels into grouped convolutions and batched
+    matrix products. The main input's dimension ``batch_dim`` (of the first tensor argument) holds B·k rows,
+    sample-major; tensors with the same size there are split per sample (each sample keeps its k rows in
+    that dimension), all others are shared. ``loop=True`` runs the samples one after the other instead, for
+    code that vmap cannot run (reading ``.data`` in forward).
     """
     b = omega.shape[0]
     leaves, spec = tree_flatten((args, kwargs))
-    tensors = [t for t in leaves if isinstance(t, Tensor) and t.ndim > 0]
+    tensors = [t for t in leaves if isinstance(t, Tensor) and t.ndim > batch_dim]
     if not tensors:
         raise ValueError(f"{where}: per-sample omega needs a batched tensor input")
-    rows = tensors[0].shape[0]
+    rows = tensors[0].shape[batch_dim]
     check_rows(omega, rows, where)
-    split = [isinstance(t, Tensor) and t.ndim > 0 and t.shape[0] == rows for t in leaves]
-    leaves = [t.reshape(b, rows // b, *t.shape[1:]) if s else t for t, s in zip(leaves, split, strict=True)]
+    split = [isinstance(t, Tensor) and t.ndim > batch_dim and t.shape[batch_dim] == rows for t in leaves]
+    leaves = [
+        t.movedim(batch_dim, 0).unflatten(0, (b, rows // b)) if s else t
+        for t, s in zip(leaves, split, strict=True)
+    ]
+    is_map = omega_form(omega) == "map"
 
     def one_sample(omega_row: Tensor, *sample_leaves: Any) -> Any:
+        sample_leaves = [
+            t.movedim(0, batch_dim) if s else t for t, s in zip(sample_leaves, split, strict=True)
+        ]
         sample_args, sample_kwargs = tree_unflatten(list(sample_leaves), spec)
-        with use_omega(omega_row):
+        with use_omega(omega_row.unsqueeze(0) if is_map else omega_row):
             return fn(*sample_args, **sample_kwargs)
 
-    in_dims = (0, *(0 if s else None for s in split))
-    out = vmap(one_sample, in_dims=in_dims, randomness="different")(omega, *leaves)
-    return tree_map(lambda t: t.flatten(0, 1) if isinstance(t, Tensor) else t, out)
+    if loop:
+        outs = [
+            one_sample(omega[i], *(t[i] if s else t for t, s in zip(leaves, split, strict=True)))
+            for i in range(b)
+        ]
+        out = tree_map(lambda *ts: torch.stack(ts) if isinstance(ts[0], Tensor) else ts[0], *outs)
+    else:
+        in_dims = (0, *(0 if s else None for s in split))
+        out = vmap(one_sample, in_dims=in_dims, randomness="different")(omega, *leaves)
+    return tree_map(
+        lambda t: t.movedim(0, batch_dim).flatten(batch_dim, batch_dim + 1) if isinstance(t, Tensor) else t,
+        out,
+    )

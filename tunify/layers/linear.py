@@ -2,7 +2,8 @@
 
 A shared ω mixes the weight once and runs ``F.linear``. Per-sample ω mixes one weight per sample and runs
 one batched matrix multiply; extra leading rows per sample (B·k, as in window attention) and token
-dimensions ride along in the matrix rows.
+dimensions ride along in the matrix rows. A linear layer sees no pixel grid, so an ω map acts through its
+average over the image (per sample).
 """
 
 from __future__ import annotations
@@ -11,23 +12,32 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import TunableLayer
-from .omega import check_rows
+from .base import SourceFactory, TunableLayer
+from .omega import check_rows, map_mean, omega_form
 
 
 class TunableLinear(TunableLayer):
     """Tunable counterpart of ``nn.Linear``."""
 
-    def __init__(self, base_layer: nn.Linear, p: int, *, kernels: int | None = None) -> None:
-        super().__init__(base_layer, p, kernels=kernels)
+    def __init__(
+        self,
+        base_layer: nn.Linear,
+        p: int,
+        *,
+        kernels: int | None = None,
+        source: SourceFactory | None = None,
+    ) -> None:
+        super().__init__(base_layer, p, kernels=kernels, source=source)
 
     def forward(self, x: Tensor) -> Tensor:
         omega = self.omega()
-        if omega.ndim == 1 or x.ndim == 1 or omega.shape[0] == 1:
+        if omega_form(omega) == "map":
+            omega = map_mean(omega)
+        if omega_form(omega) == "shared" or x.ndim == 1:
             tensors = self.shared_tensors(omega)
             return F.linear(x, tensors["weight"], tensors.get("bias"))
         check_rows(omega, x.shape[0], "Linear")
-        tensors = self.mixed(self.alpha(omega))  # weight [B, out, in], bias [B, out]
+        tensors = self.source(self.alpha(omega))  # weight [B, out, in], bias [B, out]
         b = omega.shape[0]
         rows = x.reshape(b, -1, x.shape[-1])  # [B, k·tokens, in]
         if "bias" in tensors:

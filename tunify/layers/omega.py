@@ -1,22 +1,34 @@
-"""How ω reaches the tunable layers of one call, and how it is checked.
+"""How ω reaches the tunable layers of one call, what forms it takes, and how it is checked.
 
 A :class:`~tunify.TunableModel` call sets ω in a :class:`contextvars.ContextVar` for the duration of the
 call, so concurrent calls in other threads or tasks never see each other's ω and nothing outlives the call.
 Gradient checkpointing re-runs parts of the forward pass during ``backward()``, after the call has
 returned; each layer therefore also remembers the ω of its last forward and uses it only while autograd is
 executing a backward pass.
+
+ω takes three forms, and every layer asks :func:`omega_form` which one it has:
+
+- **shared**: (p,) or (1, p), one ω for the whole batch;
+- **per sample**: (B, p), one row per sample;
+- **map**: (B, p, *S), one ω per pixel of a grid S (the model input's, or 1×1 to broadcast). Layers
+  resample the map to their own output grid with :func:`map_on_grid`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 _OMEGA: ContextVar[Tensor | None] = ContextVar("tunify_omega", default=None)
+_GRID: ContextVar[list[tuple[int, ...]] | None] = ContextVar("tunify_grid", default=None)
+
+OmegaForm = Literal["shared", "per_sample", "map"]
 
 
 class MissingOmegaError(RuntimeError):
@@ -29,11 +41,13 @@ class PerSampleRowsError(ValueError):
 
 @contextmanager
 def use_omega(omega: Tensor) -> Iterator[None]:
-    """Make ``omega`` ((p,) or (B, p)) visible to every tunable layer run inside the block."""
+    """Make ``omega`` ((p,), (B, p) or a map (B, p, *S)) visible to every tunable layer run inside the block."""
     token = _OMEGA.set(omega)
+    grid_token = _GRID.set([])
     try:
         yield
     finally:
+        _GRID.reset(grid_token)
         _OMEGA.reset(token)
 
 
@@ -42,15 +56,74 @@ def current_omega() -> Tensor | None:
     return _OMEGA.get()
 
 
+def omega_form(omega: Tensor) -> OmegaForm:
+    """The one answer to "how does ω vary in this call?" that every layer uses."""
+    if omega.ndim >= 3:
+        return "map"
+    if omega.ndim == 1 or omega.shape[0] == 1:
+        return "shared"
+    return "per_sample"
+
+
+def shared_row(omega: Tensor) -> Tensor:
+    """A shared ω ((p,) or (1, p)) as (p,)."""
+    return omega.reshape(-1)
+
+
+def map_mean(omega: Tensor) -> Tensor:
+    """A map's average over its grid, (B, p): what layers that see no pixel grid (Linear, attention) use."""
+    return omega.flatten(2).mean(-1)
+
+
+def note_grid(size: Sequence[int]) -> None:
+    """Record the output grid of the last spatially mixed layer (tensors mixed per pixel follow it)."""
+    grids = _GRID.get()
+    if grids is not None:
+        grids.append(tuple(size))
+
+
+def last_grid() -> tuple[int, ...] | None:
+    grids = _GRID.get()
+    return grids[-1] if grids else None
+
+
+def map_on_grid(omega: Tensor, size: Sequence[int]) -> Tensor:
+    """The map (B, p, *S) resampled to a layer's output grid ``size``.
+
+    Area averaging where the layer downsamples (each output pixel gets the mean ω of the input pixels it
+    covers), nearest neighbour where it upsamples, unchanged at the same size; a 1×1 map broadcasts.
+    """
+    grid = tuple(omega.shape[2:])
+    size = tuple(size)
+    if grid == size or all(s == 1 for s in grid):
+        return omega
+    if len(size) != len(grid):
+        raise ValueError(
+            f"an omega map over a {len(grid)}-D grid cannot drive a layer with a {len(size)}-D output"
+        )
+    if all(s <= g for s, g in zip(size, grid, strict=True)):
+        pool = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}[len(size)]
+        return pool(omega, size)
+    return F.interpolate(omega, size=size, mode="nearest")
+
+
 def in_backward() -> bool:
     """True while autograd runs a backward pass (where checkpointed forwards are recomputed)."""
     return torch._C._current_graph_task_id() != -1
 
 
 def check_omega(
-    omega: Tensor, p: int, batch_size: int | None = None, *, allow_extrapolation: bool = False
+    omega: Tensor,
+    p: int,
+    batch_size: int | None = None,
+    *,
+    allow_extrapolation: bool = False,
+    grid: Sequence[int] | None = None,
 ) -> Tensor:
-    """Validate ω and return it as a floating tensor of shape (p,) or (B, p).
+    """Validate ω and return it as a floating tensor of shape (p,), (B, p) or a map (B, p, *S).
+
+    A map may be given without its batch dimension, (p, *S); it comes back as (1, p, *S). ``grid`` is the
+    model input's spatial size, which a map must match (or be 1×1 everywhere, to broadcast).
 
     Raises:
         ValueError: naming the problem: type, shape (with the expected p and batch size), NaN/inf, range.
@@ -59,18 +132,34 @@ def check_omega(
         omega = torch.as_tensor(omega, dtype=torch.get_default_dtype())
     if not omega.is_floating_point():
         omega = omega.to(torch.get_default_dtype())
-    shared_ok = omega.ndim == 1 and omega.shape[0] == p
-    batched_ok = omega.ndim == 2 and omega.shape[1] == p and batch_size in (None, omega.shape[0])
-    if not (shared_ok or batched_ok):
-        per_sample = f"({batch_size}, {p})" if batch_size is not None else f"(B, {p})"
-        raise ValueError(
-            f"omega has shape {tuple(omega.shape)}; expected ({p},) shared by the batch or {per_sample} "
-            f"with one row per sample"
-        )
+    if omega.ndim >= 3 and (omega.ndim == 1 + len(grid) if grid is not None else omega.shape[1] != p):
+        omega = omega.unsqueeze(0)  # (p, *S) -> (1, p, *S)
+    rows = f"({batch_size}, {p})" if batch_size is not None else f"(B, {p})"
+    expected = (
+        f"expected ({p},) shared by the batch, {rows} with one row per sample, or a map "
+        f"({'B' if batch_size is None else batch_size}, {p}, H, W) with one ω per pixel"
+    )
+    if (
+        omega.ndim == 0
+        or (omega.ndim == 1 and omega.shape[0] != p)
+        or (omega.ndim >= 2 and omega.shape[1] != p)
+    ):
+        raise ValueError(f"omega has shape {tuple(omega.shape)}; {expected}")
+    if omega.ndim == 2 and batch_size not in (None, omega.shape[0]):
+        raise ValueError(f"omega has shape {tuple(omega.shape)}; {expected}")
+    if omega.ndim >= 3:
+        if batch_size not in (None, 1, omega.shape[0]) and omega.shape[0] != 1:
+            raise ValueError(f"omega map has {omega.shape[0]} samples but the batch has {batch_size}")
+        spatial = tuple(omega.shape[2:])
+        if grid is not None and spatial != tuple(grid) and any(s != 1 for s in spatial):
+            raise ValueError(
+                f"omega map has spatial size {spatial}, the input has {tuple(grid)}: give a map of the "
+                "input's size (or 1×1 to broadcast)"
+            )
     if torch.compiler.is_compiling():
         return omega  # value checks would break the graph; they ran on the first eager call
     if not torch.isfinite(omega).all():
-        raise ValueError(f"omega contains NaN or inf: {omega.tolist()}")
+        raise ValueError("omega contains NaN or inf" + (f": {omega.tolist()}" if omega.ndim <= 2 else ""))
     if not allow_extrapolation and ((omega < 0).any() or (omega > 1).any()):
         raise ValueError(
             f"omega must lie in [0, 1], got values in [{omega.min().item():.4g}, {omega.max().item():.4g}]; "

@@ -8,19 +8,29 @@ own forward, and gets Σ α_i β_i. The p copies are the parametrisation's origi
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from .base import OmegaReader, check_kernels, check_p, make_phi, mix
+from .base import OmegaReader, check_kernels, check_p, make_phi
+from .omega import last_grid, map_mean, map_on_grid, omega_form, shared_row
+
+
+def mix(copies: tuple[Tensor, ...], alpha: Tensor) -> Tensor:
+    """Σ_i α_i t_i: the tensor's shape for α of shape (kernels,), (B, *shape) for α of shape (B, kernels)."""
+    stacked = torch.stack(copies)  # tiny tensors: stacking costs nothing here
+    return torch.tensordot(alpha.to(stacked.dtype), stacked, dims=1)
 
 
 class TunableTensor(OmegaReader):
     """The parametrisation that mixes p copies of one tensor.
 
     With per-sample ω of shape (B, p) a tensor whose leading dimension is 1 (β of shape (1, C, 1, 1))
-    becomes (B, *shape[1:]), which broadcasts against batch-first activations. Other tensors cannot vary
-    per sample inside an arbitrary forward; :class:`~tunify.TunableModel` then runs per-sample calls under
-    ``torch.func.vmap``, where each sample sees a shared ω.
+    becomes (B, *shape[1:]), which broadcasts against batch-first activations. With an ω map it is mixed per
+    pixel on the grid of the last convolution that ran (the feature map β scales), becoming (B, C, *S).
+    Other tensors cannot vary per sample inside an arbitrary forward; :class:`~tunify.TunableModel` then
+    runs per-sample calls under ``torch.func.vmap``, where each sample sees a shared ω, and maps act through
+    their average.
     """
 
     def __init__(self, p: int, name: str, shape: tuple[int, ...], *, kernels: int | None = None) -> None:
@@ -30,6 +40,7 @@ class TunableTensor(OmegaReader):
         self.kernels = check_kernels(p, kernels)
         self.name = name
         self.needs_vmap = len(shape) == 0 or shape[0] != 1
+        self.per_pixel = len(shape) >= 2 and shape[0] == 1 and all(s == 1 for s in shape[2:])
         self.phi = make_phi(p, self.kernels)
 
     def right_inverse(self, tensor: Tensor) -> tuple[Tensor, ...]:
@@ -37,8 +48,18 @@ class TunableTensor(OmegaReader):
 
     def forward(self, *copies: Tensor) -> Tensor:
         omega = self.omega()
-        if omega.ndim == 1 or omega.shape[0] == 1:
-            return self.mix_shared(omega, copies, lambda alpha: mix(copies, alpha))
+        form = omega_form(omega)
+        if form == "map":
+            grid = last_grid()
+            if self.per_pixel and grid is not None and len(grid) == copies[0].ndim - 2:
+                alpha = self.alpha(map_on_grid(omega, grid))  # [B, kernels, *S]
+                return torch.einsum(
+                    "bk...,kc->bc...", alpha.to(copies[0].dtype), torch.stack(copies).flatten(1)
+                )
+            omega = map_mean(omega)
+            form = omega_form(omega)
+        if form == "shared":
+            return self.cached(omega, copies, "shared", lambda: mix(copies, self.alpha(shared_row(omega))))
         if self.needs_vmap:
             raise ValueError(
                 f"tunable tensor {self.name!r} of shape {tuple(copies[0].shape)} cannot take per-sample omega "
@@ -55,3 +76,9 @@ def make_tensor_tunable(
     tunable = TunableTensor(p, full_name, tuple(tensor.shape), kernels=kernels).to(tensor.device)
     parametrize.register_parametrization(module, name, tunable, unsafe=True)
     return tunable
+
+
+def anchor_tensor(parametrizations: parametrize.ParametrizationList, index: int) -> None:
+    """Freeze copy ``index`` of a tunable tensor and its φ."""
+    getattr(parametrizations, f"original{index}").requires_grad_(False)
+    parametrizations[0].anchor(index)

@@ -15,24 +15,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
 from tunify.convert import TunableModel, convert
-from tunify.layers import TensorBank, TunableTensor
-from tunify.layers.base import OmegaReader
-
-
-def _copy_keys(tmodel: TunableModel) -> dict[str, int]:
-    """State-dict key of every kernel copy -> the index i of the copy."""
-    keys: dict[str, int] = {}
-    for name, module in tmodel.named_modules():
-        if isinstance(module, TensorBank):
-            keys.update({f"{name}.{i}": i for i in range(tmodel.p)})
-        elif isinstance(module, parametrize.ParametrizationList) and any(
-            isinstance(t, TunableTensor) for t in module
-        ):
-            keys.update({f"{name}.original{i}": i for i in range(tmodel.p)})
-    return keys
+from tunify.layers import copy_state_keys, phi_parameters
 
 
 def dni(models: Sequence[nn.Module], **convert_kwargs: Any) -> TunableModel:
@@ -68,7 +53,7 @@ def dni(models: Sequence[nn.Module], **convert_kwargs: Any) -> TunableModel:
             raise ValueError(f"dni: network {i} differs in architecture from network 0 (e.g. {differ})")
     converted = [convert(copy.deepcopy(m), p, **convert_kwargs) for m in models]
     tmodel = converted[0]
-    copies = _copy_keys(tmodel)
+    copies = copy_state_keys(tmodel)
     sources = [c.state_dict() for c in converted]
     merged: dict[str, Tensor] = {}
     not_tunable = []
@@ -86,9 +71,7 @@ def dni(models: Sequence[nn.Module], **convert_kwargs: Any) -> TunableModel:
         )
     tmodel.load_state_dict(merged)
     with torch.no_grad():
-        for module in tmodel.modules():
-            if isinstance(module, OmegaReader):
-                module.phi.weight.copy_(torch.eye(p))
-                module.phi.bias.zero_()
+        for param in phi_parameters(tmodel):
+            param.copy_(torch.eye(p) if param.ndim == 2 else torch.zeros(p))
     tmodel.info["strategy"] = "dni"
     return tmodel

@@ -1,4 +1,4 @@
-"""Optimiser construction with a separate learning rate for the tunable layers' ω maps (``phi``)."""
+"""Optimiser construction with a separate learning rate for the tunable layers' ω maps (φ)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,24 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from tunify.layers import phi_parameters
 from tunify.train.config import TrainConfig
 
 PHI_NAME = "phi"
 
 
-def is_phi_parameter(name: str) -> bool:
-    """True for parameters that live under a submodule named ``phi`` (e.g. ``body.3.phi.weight``)."""
-    return PHI_NAME in name.split(".")[:-1]
-
-
 def param_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
-    """Trainable parameters split into the base group and, when ``phi_lr_mult != 1``, a ``phi`` group."""
+    """Trainable parameters split into the base group and, when ``phi_lr_mult != 1``, a ``phi`` group.
+
+    φ is found by what it is (:func:`tunify.layers.phi_parameters`), not by name, so a user's own
+    submodule called ``phi`` stays in the base group.
+    """
+    phi_ids = {id(p) for p in phi_parameters(model)}
     base, phi = [], []
-    for name, param in model.named_parameters():
+    for param in model.parameters():
         if not param.requires_grad:
             continue
-        if config.phi_lr_mult != 1.0 and is_phi_parameter(name):
+        if config.phi_lr_mult != 1.0 and id(param) in phi_ids:
             phi.append(param)
         else:
             base.append(param)

@@ -48,6 +48,15 @@ TUNABLE_TARGETS: dict[str, dict[str, Any]] = {
         "per-channel residual scales beta and gamma of every block",
         "kept": "LayerNorm2d",
     },
+    "SPAN": {
+        # In eval mode each Conv3XC folds its three training convs into `eval_conv` on every forward and
+        # overwrites eval_conv's weight: that layer is derived, so only the convs it is folded from are tuned.
+        "convert": {"exclude": ["eval_conv"]},
+        "options": {},
+        "converted": "every Conv2d except the re-parameterised eval_conv of each Conv3XC (rebuilt from the "
+        "tunable training-time convs on every forward)",
+        "kept": "nothing else",
+    },
 }
 
 

@@ -1,0 +1,129 @@
+"""ω as an image: a map (B, p, H, W) gives every pixel its own ω."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import tunify
+from tests.conftest import spread_copies
+
+
+def dncnn_like(depth: int = 4, width: int = 8) -> nn.Module:
+    layers = [nn.Conv2d(3, width, 3, padding=1), nn.ReLU()]
+    for _ in range(depth - 2):
+        layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]
+    layers.append(nn.Conv2d(width, 3, 3, padding=1))
+    return nn.Sequential(*layers)
+
+
+class UNetLike(nn.Module):
+    """Strided, transposed, 1×1 and pooled-feature layers: every way a layer can change the grid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(3, 8, 3, padding=1)
+        self.down = nn.Conv2d(8, 8, 2, stride=2)
+        self.mid = nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect")
+        self.up = nn.ConvTranspose2d(8, 8, 2, stride=2)
+        self.tail = nn.Conv2d(8, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.head(x))
+        return self.tail(h + self.up(torch.relu(self.mid(torch.relu(self.down(h))))))
+
+
+def local_nafnet() -> nn.Module:
+    """A small NAFNet from the zoo whose channel attention pools locally (the official "Local" variant).
+
+    With the default global pooling every output pixel sees the whole image, so no region can be tuned
+    apart from the others; local pooling keeps the receptive field finite.
+    """
+    net = tunify.zoo.create("nafnet_sidd_w32", width=8, enc_blk_nums=[1], middle_blk_num=1, dec_blk_nums=[1])
+    for module in list(net.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, nn.AdaptiveAvgPool2d):
+                setattr(module, name, nn.AvgPool2d(5, stride=1, padding=2, count_include_pad=False))
+    return net.eval()
+
+
+def tunable(net: nn.Module, **kwargs) -> tunify.TunableModel:
+    torch.manual_seed(0)
+    return spread_copies(tunify.convert(net, 2, **kwargs), scale=0.5).eval()
+
+
+@pytest.mark.parametrize("make", [dncnn_like, UNetLike])
+def test_constant_map_is_the_shared_omega(make) -> None:
+    tmodel = tunable(make())
+    x = torch.randn(2, 3, 16, 16)
+    omega = torch.tensor([0.3, 0.7])
+    with torch.no_grad():
+        shared = tmodel(x, omega=omega)
+        as_map = tmodel(x, omega=omega.view(2, 1, 1).expand(2, 16, 16))
+        broadcast = tmodel(x, omega=omega.view(1, 2, 1, 1))
+    torch.testing.assert_close(as_map, shared, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(broadcast, shared, atol=1e-5, rtol=1e-5)
+
+
+def halves(a: torch.Tensor, b: torch.Tensor, size: int) -> torch.Tensor:
+    omega = a.view(2, 1, 1).repeat(1, size, size)
+    omega[:, :, size // 2 :] = b.view(2, 1, 1)
+    return omega
+
+
+@pytest.mark.parametrize(
+    ("make", "kwargs", "margin"),
+    [(dncnn_like, {}, 5), (local_nafnet, {"parameters": ["beta", "gamma"]}, 14)],
+    ids=["dncnn", "nafnet"],
+)
+def test_half_and_half_map_is_each_omega_away_from_the_boundary(make, kwargs, margin) -> None:
+    tmodel = tunable(make(), **kwargs)
+    size = 32
+    x = torch.rand(1, 3, size, size)
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    with torch.no_grad():
+        out_a, out_b = tmodel(x, omega=a), tmodel(x, omega=b)
+        mixed = tmodel(x, omega=halves(a, b, size))
+    left, right = size // 2 - margin, size // 2 + margin
+    assert (out_a - out_b)[..., :left].abs().max() > 1e-2  # the two ω really differ there
+    torch.testing.assert_close(mixed[..., :left], out_a[..., :left], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(mixed[..., right:], out_b[..., right:], atol=1e-5, rtol=1e-5)
+
+
+def test_per_sample_maps_in_one_batch_and_report() -> None:
+    tmodel = tunable(UNetLike())
+    x = torch.randn(3, 3, 16, 16)
+    maps = torch.rand(3, 2, 16, 16)
+    with torch.no_grad():
+        together = tmodel(x, omega=maps)
+        alone = torch.cat([tmodel(x[i : i + 1], omega=maps[i]) for i in range(3)])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+    assert {row.spatial for row in tmodel.conversion_report()} == {"per pixel"}
+
+
+def test_layers_without_a_grid_take_the_maps_average() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 8 * 8, 5))
+    tmodel = tunable(net)
+    x = torch.randn(2, 3, 8, 8)
+    maps = torch.rand(2, 2, 1, 1).expand(2, 2, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            tmodel(x, omega=maps), tmodel(x, omega=maps[:, :, 0, 0]), atol=1e-5, rtol=0
+        )
+    report = {row.name: row.spatial for row in tmodel.conversion_report()}
+    assert report == {"0": "per pixel", "2": "average"}
+
+
+def test_gradients_reach_the_map() -> None:
+    tmodel = tunable(UNetLike())
+    x = torch.randn(1, 3, 16, 16)
+    omega = torch.full((1, 2, 16, 16), 0.5, requires_grad=True)
+    tmodel(x, omega=omega).square().mean().backward()
+    assert omega.grad is not None and omega.grad.abs().sum(1).gt(0).float().mean() > 0.9
+
+
+def test_map_of_the_wrong_size_is_refused() -> None:
+    tmodel = tunable(dncnn_like())
+    with pytest.raises(ValueError, match=r"omega map has spatial size \(8, 8\), the input has \(16, 16\)"):
+        tmodel(torch.randn(1, 3, 16, 16), omega=torch.rand(1, 2, 8, 8))
