@@ -45,6 +45,21 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mix_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """p = 3 on the simplex (a mix of three styles)."""
+    torch.manual_seed(1)
+    base = tunify.zoo.build({"architecture": "DnCNN", "kwargs": {"in_nc": 3, "out_nc": 3, "nc": 8, "nb": 3}})
+    tmodel = tunify.convert(base.eval(), p=3).eval()
+    tmodel.info = {
+        "task": "style",
+        "objectives": [
+            {"name": name, "omega_index": i} for i, name in enumerate(("mosaic", "candy", "udnie"))
+        ],
+    }
+    return save_pretrained(tmodel, tmp_path_factory.mktemp("app-mix") / "mix")
+
+
+@pytest.fixture(scope="session")
 def image_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 64x64 picture with structure (a gradient and a square), so that outputs differ visibly."""
     yy, xx = np.mgrid[0:64, 0:64]

@@ -167,3 +167,15 @@ def test_bad_input_shows_an_error_and_the_server_keeps_serving(
     shown = page.locator("#compare img")
     upload(page, image_path)  # still serving
     after_image(page, shown.nth(1).get_attribute("src") if shown.count() == 2 else None)
+
+
+def test_a_three_entry_model_loaded_in_the_page_keeps_its_sliders_summing_to_one(
+    page: sync_api.Page, mix_dir: Path
+) -> None:
+    page.fill("#model textarea, #model input", str(mix_dir))
+    page.click("#load")
+    page.get_by_text("ω3: udnie").first.wait_for()
+    page.locator("#omega0 input[type=range]").fill("0.7")
+    numbers = [page.locator(f"#omega{i} input[type=number]") for i in range(3)]
+    page.wait_for_function("() => document.querySelector('#omega1 input[type=number]').value == '0.15'")
+    assert [float(n.input_value()) for n in numbers] == [0.7, 0.15, 0.15]
