@@ -51,3 +51,10 @@ def test_export_space_needs_a_hub_repo(
     assert "Hub repo id" in capsys.readouterr().err
     assert main(["app", "--export-space", str(tmp_path / "s"), "--model", "acme/missing"]) == 2
     assert "acme/missing" in capsys.readouterr().err
+
+
+def test_app_command_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["app", "--preview-side", "4"]) == 2
+    assert "--preview-side must be at least 16" in capsys.readouterr().err
+    assert main(["app", "--model", "/no/such/model", "--port", "1"]) == 2
+    assert "cannot load the model /no/such/model" in capsys.readouterr().err

@@ -9,16 +9,17 @@ from .session import MAX_PIXELS, PREVIEW_SIDE, Tuner
 
 
 def create(
-    model: str | None = None, *, preview_side: int = PREVIEW_SIDE, max_pixels: int = MAX_PIXELS
+    model: str | Tuner | None = None, *, preview_side: int = PREVIEW_SIDE, max_pixels: int = MAX_PIXELS
 ) -> gr.Blocks:
-    """The app for ``model`` (default: the embedded denoiser), ready to ``launch()``."""
-    app = build_app(Tuner.load(model, preview_side=preview_side), max_pixels=max_pixels)
+    """The app for ``model`` (a name, default the embedded denoiser, or a loaded Tuner), ready to ``launch()``."""
+    tuner = model if isinstance(model, Tuner) else Tuner.load(model, preview_side=preview_side)
+    app = build_app(tuner, max_pixels=max_pixels)
     app.queue(default_concurrency_limit=1)  # one network pass at a time: two would share the same cores
     return app
 
 
 def launch(
-    model: str | None = None,
+    model: str | Tuner | None = None,
     *,
     host: str = "127.0.0.1",
     port: int | None = None,

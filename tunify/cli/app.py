@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 
 from ._common import UsageError
 
@@ -38,11 +39,14 @@ def run(args: argparse.Namespace) -> int:
         path = export_space(args.export_space, args.model)
         print(f"wrote the Space to {path}: push it with `hf upload <you>/<space> {path} --repo-type space`")
         return 0
-    try:
-        from ..app.serve import launch
-    except ModuleNotFoundError as error:
-        raise UsageError(f"the app needs {error.name}: pip install 'tunify[app]'") from None
+    if importlib.util.find_spec("gradio") is None:
+        raise UsageError("the app needs gradio: pip install 'tunify[app]'")
     if args.preview_side < 16:
         raise UsageError(f"--preview-side must be at least 16, got {args.preview_side}")
-    launch(args.model, host=args.host, port=args.port, preview_side=args.preview_side)
+    from ..app import Tuner
+
+    tuner = Tuner.load(args.model, preview_side=args.preview_side)  # a bad model fails before gradio loads
+    from ..app.serve import launch
+
+    launch(tuner, host=args.host, port=args.port)
     return 0
