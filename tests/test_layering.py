@@ -24,6 +24,7 @@ ALLOWED = {
     "strategies": {"convert", "layers"},
     "hub": {"convert", "layers", "zoo", "evaluate", "data"},
     "recipes": {"convert", "layers", "zoo", "evaluate", "data", "objectives", "train", "hub", "strategies"},
+    "app": {"convert", "layers", "zoo", "evaluate", "data", "hub", "inference", "cli"},
 }
 
 
