@@ -16,6 +16,7 @@ import gradio as gr
 import numpy as np
 
 from ..cli._common import parse_omega
+from ..data import to_uint8
 from ..hub import SAMPLE_IMAGE
 from .controls import OmegaControls
 from .session import MAX_PIXELS, AppError, Picture, Settings, Tuner, open_picture
@@ -83,26 +84,19 @@ def build_app(tuner: Tuner, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
     """The app for ``tuner``'s model (other models can be loaded in the page)."""
     models = Models(tuner)
 
-    def settings(
-        tuner: Tuner, synthetic: bool, values: list[Any], editor: Any, x_size: tuple[int, int]
-    ) -> Settings:
-        levels = _levels(tuner, synthetic, values)
+    def settings(tuner: Tuner, synthetic: bool, values: list[Any]) -> Settings:
+        """What the page's controls say (``values``: knobs, ω sliders, region sliders, then the editor)."""
         n = len(tuner.controls.sliders())
         omega = tuner.controls.omega(values[MAX_KNOBS : MAX_KNOBS + n])
         region = tuner.controls.omega(values[MAX_KNOBS + MAX_SLIDERS : MAX_KNOBS + MAX_SLIDERS + n])
-        layers = (editor or {}).get("layers") or []
-        mask = mask_from_layers(layers, x_size)
-        return Settings(omega, region if mask is not None else None, mask, levels)
+        mask = mask_from_layers((values[-1] or {}).get("layers") or [])  # at the shown input's size
+        return Settings(omega, region if mask is not None else None, mask, _levels(tuner, synthetic, values))
 
     def result(picture: Picture | None, name: str, synthetic: bool, *values: Any) -> tuple[Any, str]:
         if picture is None:
             return gr.update(), "Open an image (or use the sample) to see the result."
         tuner = models.get(name)
-        editor = values[-1]
-        x = tuner.preview_input(picture, _levels(tuner, synthetic, values))
-        res = tuner.preview(
-            picture, settings(tuner, synthetic, list(values[:-1]), editor, tuple(x.shape[-2:]))
-        )
+        res = tuner.preview(picture, settings(tuner, synthetic, list(values)))
         timing = f"  \n*{res.after.shape[1]}x{res.after.shape[0]} preview in {res.seconds:.2f} s*"
         return (res.before, res.after), res.scores + timing
 
@@ -110,7 +104,7 @@ def build_app(tuner: Tuner, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
         tuner: Tuner, picture: Picture, synthetic: bool, values: list[Any], layers: list
     ) -> dict:
         x = tuner.preview_input(picture, _levels(tuner, synthetic, values))
-        background = (x[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        background = to_uint8(x[0]).permute(1, 2, 0).numpy()
         keep = [
             layer
             for layer in layers
@@ -254,9 +248,7 @@ def build_app(tuner: Tuner, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
             if pic is None:
                 raise AppError("open an image first (or use the sample)")
             tuner = models.get(name)
-            editor = values[-1]
-            x = tuner.preview_input(pic, _levels(tuner, synthetic, values))
-            chosen = settings(tuner, synthetic, list(values[:-1]), editor, tuple(x.shape[-2:]))
+            chosen = settings(tuner, synthetic, list(values))
             return str(tuner.export(pic, chosen))
 
         @_shown
@@ -266,9 +258,7 @@ def build_app(tuner: Tuner, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
             *values, last = values
             if pic is None:
                 return gr.update(), gr.update(), last
-            tuner = models.get(name)
-            x = tuner.preview_input(pic, _levels(tuner, synthetic, values))
-            mask = mask_from_layers((values[-1] or {}).get("layers") or [], tuple(x.shape[-2:]))
+            mask = mask_from_layers((values[-1] or {}).get("layers") or [])
             signature = None if mask is None else hashlib.sha1(mask.numpy().tobytes()).hexdigest()
             if signature == last:
                 return gr.update(), gr.update(), last

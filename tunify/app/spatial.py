@@ -14,11 +14,13 @@ import torch
 import torch.nn.functional as F
 
 
-def mask_from_layers(layers: Sequence[np.ndarray | None], size: tuple[int, int]) -> torch.Tensor | None:
-    """The painted region (H, W) as 0/1 floats at ``size`` = (H, W), or None when nothing is painted.
+def mask_from_layers(
+    layers: Sequence[np.ndarray | None], size: tuple[int, int] | None = None
+) -> torch.Tensor | None:
+    """The painted region (H, W) as 0/1 floats, or None when nothing is painted.
 
-    Layers of another size (the editor's canvas) are resized with nearest-neighbour sampling, so the region
-    stays hard-edged.
+    At ``size`` = (H, W) when given (else the layers' own), resized with nearest-neighbour sampling so that
+    the region stays hard-edged.
     """
     mask: torch.Tensor | None = None
     for layer in layers:
@@ -31,7 +33,7 @@ def mask_from_layers(layers: Sequence[np.ndarray | None], size: tuple[int, int])
         mask = painted if mask is None or mask.shape != painted.shape else torch.maximum(mask, painted)
     if mask is None or not bool(mask.any()):
         return None
-    return resize_mask(mask, size)
+    return mask if size is None else resize_mask(mask, size)
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
