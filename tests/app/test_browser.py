@@ -101,7 +101,11 @@ def upload(page: sync_api.Page, path: Path) -> None:
 
 
 def toast(page: sync_api.Page, text: str) -> None:
+    """Wait for an error message in the page, then close it (toasts cover the buttons beneath them)."""
     page.get_by_text(text).first.wait_for()
+    closers = page.locator(".toast-close")
+    for i in range(closers.count()):
+        closers.nth(i).click()
 
 
 def test_tune_paint_and_download(
