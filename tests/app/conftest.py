@@ -23,7 +23,6 @@ INFO = {
         "objectives": [{"name": "reconstruction"}, {"name": "noise_preservation", "nu": 0.9}],
     },
 }
-RADIUS = 3  # receptive-field radius of the tiny DnCNN: three 3x3 convolutions
 
 
 def tiny_denoiser(seed: int = 0) -> tunify.TunableModel:

@@ -17,7 +17,6 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.app.conftest import RADIUS
 from tunify.cli import main
 
 INSTALL = (
@@ -30,6 +29,8 @@ if CHROMIUM is None:
     pytest.skip(f"Chromium is not installed; {INSTALL}", allow_module_level=True)
 
 TIMEOUT_MS = 30_000
+RADIUS = 3  # receptive-field radius of the tiny DnCNN in conftest.py: three 3x3 convolutions
+pytestmark = pytest.mark.slow  # a browser and a server: seconds, not milliseconds
 
 
 def free_port() -> int:
