@@ -3,7 +3,8 @@
     python benchmarks/overhead.py            # CPU, the README's table
     python benchmarks/overhead.py --device cuda --repeats 50
 
-Each case times the plain layer and the tunable one alternately (interleaved rounds, median of rounds), so
+Cases: ω shared by the batch, one ω per sample, and an ω map (one ω per pixel, p ≤ 4; its row also gives
+the ratio to the shared-ω layer). Each case times the plain layer and the tunable one alternately (interleaved rounds, median of rounds), so
 both see the same machine state; the printed figure is the ratio tunable / plain.
 """
 
@@ -83,6 +84,8 @@ def main() -> None:
             cases = [("shared", torch.rand(p, device=device))]
             if batch > 1:
                 cases.append(("per-sample", torch.rand(batch, p, device=device)))
+            if p <= 4:  # an ω map: one ω per pixel (spatial ω)
+                cases.append(("per-pixel", torch.rand(batch, p, args.size, args.size, device=device)))
             for omega_kind, omega in cases:
                 for backward in (False, True):
 
@@ -106,6 +109,17 @@ def main() -> None:
                         tunable_ms=1e3 * tunable_ms,
                         ratio=tunable_ms / plain_ms,
                     )
+                    shared = next(
+                        (
+                            r
+                            for r in rows
+                            if (r["batch"], r["p"], r["omega"], r["backward"])
+                            == (batch, p, "shared", backward)
+                        ),
+                        None,
+                    )
+                    if omega_kind == "per-pixel" and shared is not None:
+                        row["ratio_to_shared"] = tunable_ms * 1e3 / shared["tunable_ms"]
                     rows.append(row)
                     kind = "fwd+bwd" if backward else "forward"
                     print(

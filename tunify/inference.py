@@ -4,6 +4,7 @@ Whole high-resolution images do not fit in memory for SwinIR/NAFNet-sized networ
 padding at its borders, so its outputs near a border differ from the untiled result; the window gives those
 pixels weight 0 (a margin of a quarter of the overlap) and ramps with a raised cosine over the middle of the
 overlap, so for a network whose receptive-field radius fits in the margin the blend equals the untiled output.
+An ω map (one ω per pixel) is cut into the same tiles as the image.
 """
 
 from __future__ import annotations
@@ -61,16 +62,25 @@ def _axis_windows(starts: list[int], size: int, scale: int, device: torch.device
     ]
 
 
-def _crop_omega(omega: Tensor, top: int, height: int, left: int, width: int) -> Tensor:
-    """The part of a spatial ω map (B, p, H, W) under a tile; a per-image ω ((p,) or (B, p)) as it is."""
-    return omega[..., top : top + height, left : left + width] if omega.ndim == 4 else omega
+def blend_omega_map(levels: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    """A per-pixel ω map (p, H, W) from levels (1, H, W) in [0, 1]: ``low`` at 0 (black), ``high`` at 1 (white)."""
+    return low.view(-1, 1, 1) + levels * (high - low).view(-1, 1, 1)
+
+
+def _crop_omega(omega: Tensor, top: int, left: int, height: int, width: int) -> Tensor:
+    """The part of an ω map under one tile (a vector ω is the same for every tile)."""
+    if omega.ndim < 3:
+        return omega
+    return omega[..., top : top + height, left : left + width]
 
 
 def infer_scale(model: Any, x: Tensor, omega: Tensor, probe: int = 16) -> int:
     """The integer output/input size ratio of an image-to-image model, from a small probe crop."""
     h, w = min(probe, x.shape[-2]), min(probe, x.shape[-1])
     with torch.inference_mode():
-        y = model(x[:1, :, :h, :w], omega=_crop_omega(omega[:1] if omega.ndim > 1 else omega, 0, h, 0, w))
+        y = model(
+            x[:1, :, :h, :w], omega=_crop_omega(omega[:1] if omega.ndim in (2, 4) else omega, 0, 0, h, w)
+        )
     if not isinstance(y, Tensor) or y.ndim != 4:
         raise ValueError("tiled inference needs an image-to-image model returning a (B, C, H, W) tensor")
     scale = y.shape[-2] / h
@@ -91,7 +101,7 @@ def tiled_forward(
 ) -> Tensor:
     """``model(x, omega=omega)`` computed tile by tile (under ``inference_mode``); x is (B, C, H, W).
 
-    ω is (p,), (B, p), or a spatial map (B, p, H, W) at the input's resolution, cut with each tile.
+    ``omega`` is (p,), (B, p), or a map (p, H, W) / (B, p, H, W) of the image's size.
 
     ``scale`` is the output/input size ratio (SR networks); inferred with a probe when None. Images no
     larger than ``tile`` run in one call. The overlap should be at least 4× the network's receptive-field
@@ -118,9 +128,8 @@ def tiled_forward(
     with torch.inference_mode():
         for top, wy in zip(rows, row_windows, strict=True):
             for left, wx in zip(cols, col_windows, strict=True):
-                y = model(
-                    x[..., top : top + th, left : left + tw], omega=_crop_omega(omega, top, th, left, tw)
-                )
+                tile_omega = _crop_omega(omega, top, left, th, tw)
+                y = model(x[..., top : top + th, left : left + tw], omega=tile_omega)
                 if out is None:
                     out = torch.zeros(
                         *y.shape[:2], height * scale, width * scale, device=x.device, dtype=y.dtype

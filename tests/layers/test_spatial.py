@@ -8,6 +8,7 @@ from torch import nn
 
 import tunify
 from tests.conftest import spread_copies
+from tunify.convert import conversion_spec
 
 
 def dncnn_like(depth: int = 4, width: int = 8) -> nn.Module:
@@ -113,6 +114,7 @@ def test_layers_without_a_grid_take_the_maps_average() -> None:
         )
     report = {row.name: row.spatial for row in tmodel.conversion_report()}
     assert report == {"0": "per pixel", "2": "average"}
+    assert conversion_spec(tmodel)["map_averaged"] == ["2"]  # what `tunify info` prints
 
 
 def test_gradients_reach_the_map() -> None:

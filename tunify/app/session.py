@@ -216,7 +216,7 @@ class Tuner:
         except ValueError as error:
             raise AppError(str(error)) from None
         fmt = self.controls.format
-        text = provenance(fmt(settings.omega), self.name)
+        text = provenance(self.name, omega=fmt(settings.omega))
         if omega.ndim == 4 and settings.region_omega is not None:
             text["omega_region"] = fmt(settings.region_omega)
         if settings.levels is not None:

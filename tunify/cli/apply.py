@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from ..data import grey_bit_depth, read_alpha, write_image
 from ..inference import tiled_forward
-from ._common import add_model_args, load_image, load_model, parse_omega
+from ._common import UsageError, add_model_args, load_image, load_model, parse_omega
+from ._omega_map import read_omega_map
 
 SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")  # formats that store 16-bit greyscale
 ALPHA_SUFFIXES = (".png", ".tif", ".tiff", ".webp")  # formats that store transparency
@@ -21,6 +22,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("image", help="input image (PNG, JPEG, ...)")
     parser.add_argument(
         "--omega", help="comma-separated ω, one value per tunable parameter (default: all 0.5)"
+    )
+    parser.add_argument(
+        "--omega-map",
+        metavar="MAP",
+        help="an image giving every pixel its own ω: greyscale blends the two ω of --omega-range "
+        "(black → first, white → second), or one channel per ω entry; resized to the image",
+    )
+    parser.add_argument(
+        "--omega-range",
+        nargs=2,
+        metavar=("A", "B"),
+        help="ω at black and at white of a greyscale --omega-map (default for p = 2: 0,1 and 1,0)",
     )
     parser.add_argument("-o", "--output", required=True, help="output image path")
     add_model_args(parser)
@@ -37,17 +50,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     x = load_image(args.image, args.device)
     model = load_model(args)
-    omega_text = args.omega or ",".join(["0.5"] * model.p)
-    omega = parse_omega(omega_text, model.p, model.config.allow_extrapolation)
+    if args.omega_map and args.omega:
+        raise UsageError("give either --omega or --omega-map, not both")
+    if args.omega_range and not args.omega_map:
+        raise UsageError("--omega-range goes with --omega-map")
+    if args.omega_map:
+        omega = read_omega_map(
+            args.omega_map, model.p, tuple(x.shape[-2:]), args.omega_range, model.config.allow_extrapolation
+        ).to(x.device)
+    else:
+        omega = parse_omega(
+            args.omega or ",".join(["0.5"] * model.p), model.p, model.config.allow_extrapolation
+        )
     y = tiled_forward(model, x, omega, tile=args.tile, overlap=args.overlap, progress=not args.no_progress)
-    path = write_result(y, args.image, args.output, text=provenance(omega_text, args.model))
-    print(f"wrote {path} ({y.shape[-1]}x{y.shape[-2]}, ω = {omega_text})")
+    if args.omega_map:
+        entries = {"omega_map": Path(args.omega_map).name}
+        if args.omega_range:
+            entries["omega_range"] = " ".join(args.omega_range)
+        used = f"ω map {args.omega_map}"
+    else:
+        entries = {"omega": args.omega or ",".join(["0.5"] * model.p)}
+        used = f"ω = {entries['omega']}"
+    path = write_result(y, args.image, args.output, text=provenance(args.model, **entries))
+    print(f"wrote {path} ({y.shape[-1]}x{y.shape[-2]}, {used})")
     return 0
 
 
-def provenance(omega: str, model: str | None, **extra: str) -> dict[str, str]:
+def provenance(model: str | None, **entries: str) -> dict[str, str]:
     """The PNG text chunks of a result: the ω it was made at and the model, so the image says how to remake it."""
-    return {"omega": omega, "model": model or "tunify embedded default denoiser", **extra}
+    return {**entries, "model": model or "tunify embedded default denoiser"}
 
 
 def write_result(y: torch.Tensor, source: str | Path, output: str | Path, *, text: dict[str, str]) -> Path:

@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
         f"p:           {config['p']}  ({len(conversion['layers'])} layers, {len(conversion['tensors'])} tensors tunable)"
     )
     print(f"tunify:      {config['tunify_version']}")
+    if "map_averaged" in conversion:
+        print(f"ω map:       {_map_line(conversion)}")
     objectives = {o.get("omega_index", i): o for i, o in enumerate(info.get("objectives", []))}
     for i in range(config["p"]):
         obj = objectives.get(i)
@@ -43,6 +45,17 @@ def run(args: argparse.Namespace) -> int:
     if info.get("training"):
         print("training:\n" + _indented_json(info["training"]))
     return 0
+
+
+def _map_line(conversion: dict[str, Any]) -> str:
+    """How a per-pixel ω map acts: exactly per pixel in most layers, through its average in the rest."""
+    averaged = conversion["map_averaged"]
+    total = len(conversion["layers"]) + len(conversion["tensors"])
+    line = f"{total - len(averaged)} of {total} converted layers/tensors mix per pixel"
+    if averaged:
+        shown = ", ".join(averaged[:6]) + (f", … ({len(averaged) - 6} more)" if len(averaged) > 6 else "")
+        line += f"; the map's average drives {shown}"
+    return line
 
 
 def _metrics_lines(metrics: Any) -> list[str]:

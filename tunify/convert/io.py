@@ -40,6 +40,7 @@ def conversion_spec(tmodel: TunableModel) -> dict[str, Any]:
         "allow_extrapolation": tmodel.config.allow_extrapolation,
         "independent": tmodel.config.independent,
         "batch_dim": tmodel.config.batch_dim,
+        "map_averaged": [row.name for row in report if row.spatial == "average"],
     }
 
 

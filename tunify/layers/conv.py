@@ -9,6 +9,7 @@ this is exactly Σ_i α_i(x)·(k_i ∗ input)(x) + Σ_i α_i(x)·b_i), with the 
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -93,6 +94,38 @@ class _TunableConvBase(TunableLayer):
 
 class TunableConv(_TunableConvBase):
     """Tunable counterpart of ``nn.Conv1d``/``nn.Conv2d``/``nn.Conv3d``."""
+
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        p: int,
+        *,
+        kernels: int | None = None,
+        source: SourceFactory | None = None,
+    ) -> None:
+        super().__init__(base_layer, p, kernels=kernels, source=source)
+        conv = base_layer
+        # a 1×1 convolution is a matrix product per pixel: per sample, one batched matmul beats a grouped conv
+        unpadded = conv.padding in ("valid", "same") or all(q == 0 for q in conv.padding)
+        self.pointwise = (
+            all(k == 1 for k in conv.kernel_size)
+            and all(s == 1 for s in conv.stride)
+            and conv.groups == 1
+            and unpadded
+        )
+
+    def _per_sample(self, x: Tensor, omega: Tensor, extra: tuple) -> Tensor:
+        if not self.pointwise or x.shape[0] != omega.shape[0]:
+            return super()._per_sample(x, omega, extra)
+        tensors = self.source(self.alpha(omega))
+        b, c, *spatial = x.shape
+        weight = tensors["weight"].reshape(b, -1, c)  # [B, Cout, Cin]
+        rows = x.reshape(b, c, -1)
+        if "bias" in tensors:
+            y = torch.baddbmm(tensors["bias"].unsqueeze(2), weight, rows)
+        else:
+            y = torch.bmm(weight, rows)
+        return y.view(b, -1, *spatial)
 
     def _run(
         self, x: Tensor, weight: Tensor, bias: Tensor | None, groups: int | None, extra: tuple

@@ -1,0 +1,95 @@
+"""Bugs found on main, each reproduced as it was reported."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import tunify
+from tests.conftest import spread_copies
+
+
+def conv_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
+
+
+def test_omega_changed_in_place_under_inference_mode_is_seen() -> None:
+    """Inference tensors have no version counter: the kernel cache must not serve the first ω again."""
+    tmodel = spread_copies(tunify.convert(conv_net(), 2), scale=0.5)
+    x = torch.randn(1, 3, 8, 8)
+    with torch.inference_mode():
+        w = torch.tensor([1.0, 0.0])
+        first = tmodel(x, omega=w)
+        w[0], w[1] = 0.0, 1.0
+        second = tmodel(x, omega=w)
+        fresh = tmodel(x, omega=torch.tensor([0.0, 1.0]))
+    assert (first - second).abs().max() > 1e-2
+    torch.testing.assert_close(second, fresh, atol=0, rtol=0)
+
+
+def test_batch_dim_1_per_sample_omega_matches_each_sample_alone() -> None:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0)  # sequence-first: (L, B, E)
+    tmodel = spread_copies(tunify.convert(nn.Sequential(layer, nn.Linear(16, 4)), 2, batch_dim=1), scale=0.5)
+    tmodel.eval()
+    x, omega = torch.randn(5, 3, 16), torch.rand(3, 2)
+    with torch.no_grad():
+        together = tmodel(x, omega=omega)
+        alone = torch.cat([tmodel(x[:, i : i + 1], omega=omega[i]) for i in range(3)], dim=1)
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_anchor_leaves_a_users_own_phi_module_trainable() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3)
+            self.phi = nn.Linear(2, 2)  # the user's, not tunify's
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x)
+
+    tmodel = tunify.anchor(tunify.convert(Net(), 2, exclude=["phi"]), 0)
+    assert tmodel.base_model.phi.weight.requires_grad and tmodel.base_model.phi.bias.requires_grad
+    assert not tmodel.base_model.conv.phi.weight.requires_grad
+
+
+def test_anchored_copy_survives_weight_decay() -> None:
+    """The frozen copy is a parameter of its own, so AdamW's decoupled decay never reaches it."""
+    net = conv_net()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        reference = net(x)
+    tmodel = tunify.anchor(tunify.convert(net, 2), 0)
+    optimiser = torch.optim.AdamW(
+        [p for p in tmodel.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.5
+    )
+    for _ in range(3):
+        optimiser.zero_grad()
+        tmodel(x, omega=torch.rand(2, 2)).square().mean().backward()
+        optimiser.step()
+    with torch.no_grad():
+        torch.testing.assert_close(tmodel(x, omega=torch.tensor([1.0, 0.0])), reference, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_bake_of_half_precision_mixes_in_float32(dtype: torch.dtype) -> None:
+    tmodel = spread_copies(tunify.convert(conv_net(), 3), scale=0.5)
+    omega = torch.tensor([0.2, 0.3, 0.5])
+    tmodel = tmodel.to(dtype)
+    expected = tunify.bake(copy.deepcopy(tmodel).float(), omega)[0].weight.to(dtype)  # float32 sum
+    baked = tunify.bake(tmodel, omega)
+    assert baked[0].weight.dtype == dtype
+    torch.testing.assert_close(baked[0].weight, expected, atol=0, rtol=0)
+
+
+def test_bake_names_a_layer_with_nan() -> None:
+    tmodel = tunify.convert(conv_net(), 2)
+    with torch.no_grad():
+        tmodel.base_model[2].source.stack("weight").copy(1)[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"bake: 2\.weight has NaN or inf"):
+        tunify.bake(tmodel, torch.tensor([0.5, 0.5]))
