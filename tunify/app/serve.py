@@ -7,6 +7,8 @@ import gradio as gr
 from .layout import build_app
 from .session import MAX_PIXELS, PREVIEW_SIDE, Tuner
 
+MAX_UPLOAD = "300mb"  # a 36-megapixel 16-bit PNG fits
+
 
 def create(
     model: str | Tuner | None = None, *, preview_side: int = PREVIEW_SIDE, max_pixels: int = MAX_PIXELS
@@ -34,6 +36,11 @@ def launch(
     """
     app = create(model, preview_side=preview_side, max_pixels=max_pixels)
     _, url, _ = app.launch(
-        server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block, show_error=True
+        server_name=host,
+        server_port=port,
+        prevent_thread_lock=not block,
+        quiet=not block,
+        show_error=True,
+        max_file_size=MAX_UPLOAD,  # gradio refuses larger uploads with a message in the page
     )
     return app, url
