@@ -19,7 +19,17 @@ def _tunable(net: nn.Module) -> tunify.TunableModel:
     return tmodel
 
 
-@pytest.mark.parametrize("omega", [torch.tensor([0.2, 0.8]), torch.tensor([[0.1, 0.9], [0.7, 0.3]])])
+def _spatial_map() -> torch.Tensor:
+    """A spatial ω map (2, 2, 70, 53): each pixel either (1, 0) or (0, 1), so tiles must cut it right."""
+    w = torch.rand(2, 1, 70, 53, generator=torch.Generator().manual_seed(0)).round()
+    return torch.cat([w, 1 - w], dim=1)
+
+
+@pytest.mark.parametrize(
+    "omega",
+    [torch.tensor([0.2, 0.8]), torch.tensor([[0.1, 0.9], [0.7, 0.3]]), _spatial_map()],
+    ids=["shared", "per-sample", "spatial-map"],
+)
 def test_tiled_equals_untiled(omega: torch.Tensor) -> None:
     torch.manual_seed(1)
     net = nn.Sequential(

@@ -100,3 +100,12 @@ def test_list_images_is_recursive_and_sorted(tmp_path: Path) -> None:
 def test_to_uint8_rounds_half_to_even_like_numpy() -> None:
     x = torch.tensor([0.5, 1.5, 2.5]) / 255
     assert to_uint8(x).tolist() == np.round(np.array([0.5, 1.5, 2.5])).astype(np.uint8).tolist()
+
+
+def test_write_image_puts_text_in_png_metadata_only(tmp_path: Path) -> None:
+    img = torch.rand(3, 8, 8)
+    path = write_image(img, tmp_path / "a.png", text={"omega": "0.3,0.7", "model": "ω-net"})
+    with Image.open(path) as im:
+        assert im.text == {"omega": "0.3,0.7", "model": "ω-net"}
+    with Image.open(write_image(img, tmp_path / "a.jpg", text={"omega": "0.3,0.7"})) as im:
+        assert "omega" not in getattr(im, "text", {})

@@ -1,4 +1,4 @@
-"""The ``tunify`` command: demo, apply, sweep, convert, bake, export, info.
+"""The ``tunify`` command: demo, apply, sweep, convert, bake, export, info, app.
 
 Each command is thin wiring over the library. Errors a user can cause (a missing image, a bad ω, an unknown
 model, a malformed checkpoint) print one line ``tunify: error: ...`` and exit with status 2; anything else
@@ -16,7 +16,7 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from .._version import __version__
 from ..zoo import ZooError
-from . import apply, bake, convert, demo, export, info, sweep
+from . import app, apply, bake, convert, demo, export, info, sweep
 from ._common import UsageError, omega_option_values
 
 USER_ERRORS = (UsageError, ValueError, OSError, ZooError, HfHubHTTPError)
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tunify {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, required=True)
-    for command in (demo, apply, sweep, convert, bake, export, info):
+    for command in (demo, apply, sweep, convert, bake, export, info, app):
         command.add_parser(sub)
     return parser
 

@@ -64,15 +64,36 @@ def run(args: argparse.Namespace) -> int:
             args.omega or ",".join(["0.5"] * model.p), model.p, model.config.allow_extrapolation
         )
     y = tiled_forward(model, x, omega, tile=args.tile, overlap=args.overlap, progress=not args.no_progress)
-    suffix = Path(args.output).suffix.lower()
-    bits = grey_bit_depth(args.image)
+    if args.omega_map:
+        entries = {"omega_map": Path(args.omega_map).name}
+        if args.omega_range:
+            entries["omega_range"] = " ".join(args.omega_range)
+        used = f"ω map {args.omega_map}"
+    else:
+        entries = {"omega": args.omega or ",".join(["0.5"] * model.p)}
+        used = f"ω = {entries['omega']}"
+    path = write_result(y, args.image, args.output, text=provenance(args.model, **entries))
+    print(f"wrote {path} ({y.shape[-1]}x{y.shape[-2]}, {used})")
+    return 0
+
+
+def provenance(model: str | None, **entries: str) -> dict[str, str]:
+    """The PNG text chunks of a result: the ω it was made at and the model, so the image says how to remake it."""
+    return {**entries, "model": model or "tunify embedded default denoiser"}
+
+
+def write_result(y: torch.Tensor, source: str | Path, output: str | Path, *, text: dict[str, str]) -> Path:
+    """Write the network output ``y`` (1, 3, H, W) for the image file ``source`` as that image came in.
+
+    A greyscale source gets a greyscale result at its bit depth (16-bit where the format stores it), a source
+    with transparency gets its alpha back (resized for super-resolution); ``text`` goes into PNG metadata.
+    """
+    suffix = Path(output).suffix.lower()
+    bits = grey_bit_depth(source)
     if bits is not None:  # the model saw three equal channels; give back what came in, at its bit depth
         y = y.mean(dim=1, keepdim=True)
-    alpha = read_alpha(args.image) if suffix in ALPHA_SUFFIXES else None
+    alpha = read_alpha(source) if suffix in ALPHA_SUFFIXES else None
     if alpha is not None:  # transparency is not the network's business: carried over (resized for SR)
         y = torch.cat([y, F.interpolate(alpha[None].to(y), size=y.shape[-2:], mode="bilinear")], dim=1)
     sixteen = bits == 16 and alpha is None and suffix in SIXTEEN_BIT_SUFFIXES
-    path = write_image(y[0], args.output, bits=16 if sixteen else 8)
-    used = f"ω map {args.omega_map}" if args.omega_map else f"ω = {args.omega or ','.join(['0.5'] * model.p)}"
-    print(f"wrote {path} ({y.shape[-1]}x{y.shape[-2]}, {used})")
-    return 0
+    return write_image(y[0], output, bits=16 if sixteen else 8, text=text)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -106,12 +107,15 @@ def to_uint8(img: torch.Tensor) -> torch.Tensor:
     return _levels(img, 255.0).to(torch.uint8)
 
 
-def write_image(img: torch.Tensor, path: str | Path, *, bits: int = 8) -> Path:
+def write_image(
+    img: torch.Tensor, path: str | Path, *, bits: int = 8, text: dict[str, str] | None = None
+) -> Path:
     """Write a float image (C, H, W) in [0, 1] as PNG (or whatever the suffix says): C = 1 grey, 2 grey +
     alpha, 3 RGB, 4 RGBA.
 
     Values are clamped to [0, 1] and rounded to 8-bit levels, or to 16-bit ones with ``bits=16`` (greyscale
-    only: PIL has no other 16-bit mode); parent folders are created.
+    only: PIL has no other 16-bit mode); parent folders are created. ``text`` goes into a PNG's text chunks
+    (how the image was made, readable with ``PIL.Image.open(path).text``); other formats have no such place.
     """
     if img.ndim == 4 and img.shape[0] == 1:
         img = img[0]
@@ -126,5 +130,10 @@ def write_image(img: torch.Tensor, path: str | Path, *, bits: int = 8) -> Path:
     ).transpose(1, 2, 0)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(path)
+    info = None
+    if text and path.suffix.lower() == ".png":
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)  # keys are Latin-1; values may be any text (iTXt)
+    Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(path, pnginfo=info)
     return path

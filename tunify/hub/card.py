@@ -109,7 +109,11 @@ def _command_line(repo_id: str, omega_example: str, custom_class: str | None) ->
         "or from the command line:\n\n```bash\n"
         f"tunify apply image.png --omega {omega_example} --model {repo_id} -o out.png\n"
         f"tunify sweep image.png --model {repo_id} -o strip.png\n"
-        f"tunify info {repo_id}\n```"
+        f"tunify info {repo_id}\n"
+        f"tunify app --model {repo_id}                      # sliders in a browser (pip install 'tunify[app]')\n```\n\n"
+        f"To publish that page as a Hugging Face Space, `tunify app --export-space my-space --model {repo_id}` "
+        'writes its `app.py`, `requirements.txt` and `README.md` (section "The app" of tunify\'s README); push '
+        "the folder as a Space repository (`hf upload me/my-space my-space --repo-type space`)."
     )
 
 

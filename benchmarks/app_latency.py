@@ -1,0 +1,120 @@
+"""The app's latency per slider move: what the server does between a slider's release and the new picture.
+
+    python benchmarks/app_latency.py            # embedded denoiser, 512x512 and 256x256 previews, 2 threads
+
+A move is ``Tuner.preview`` (synthetic noise σ = 25, one pass of the network at the new ω, PSNR / PSNR_η)
+plus the PNG encoding gradio sends to the browser; each move sets a new ω, so no result is reused. The
+same network baked to a plain one at a fixed ω is timed alongside: the floor set by the architecture. The
+picture is the centre crop of Kodak24's kodim23 (../shared), or the embedded sample upscaled without it.
+Writes benchmarks/results/app_latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import tunify
+from tunify.app import Settings, Tuner, open_picture
+from tunify.data import read_image, write_image
+from tunify.hub import SAMPLE_IMAGE
+
+ROOT = Path(__file__).resolve().parents[1]
+KODAK = ROOT.parent / "shared" / "datasets" / "Kodak24" / "kodim23.png"
+
+
+def picture_file(side: int, folder: Path) -> tuple[Path, str]:
+    """A side x side PNG to open in the app, and where it came from (repo-relative)."""
+    source = KODAK if KODAK.is_file() else SAMPLE_IMAGE
+    img = read_image(source)[None]
+    if min(img.shape[-2:]) < side:
+        img = F.interpolate(img, size=(side, side), mode="bicubic", align_corners=False).clamp(0, 1)
+    h, w = img.shape[-2:]
+    top, left = (h - side) // 2, (w - side) // 2
+    path = write_image(img[0, :, top : top + side, left : left + side], folder / f"crop{side}.png")
+    return path, os.path.relpath(source, ROOT)
+
+
+def png_bytes(arr: np.ndarray) -> int:
+    buffer = io.BytesIO()
+    Image.fromarray(arr).save(buffer, format="png")
+    return buffer.tell()
+
+
+def measure(tuner: Tuner, path: Path, moves: int) -> dict[str, float]:
+    picture = open_picture(path)
+    omegas = [
+        tuner.controls.omega([v]) if tuner.controls.mode == "trade-off" else tuner.controls.default_omega()
+        for v in np.linspace(0.05, 0.95, moves + 1)
+    ]
+    tuner.preview(picture, Settings(omega=omegas[0], levels=[25.0]))  # warm-up: allocator, thread pool
+    seconds = []
+    for omega in omegas[1:]:
+        start = time.perf_counter()
+        result = tuner.preview(picture, Settings(omega=omega, levels=[25.0]))
+        png_bytes(result.after)
+        seconds.append(time.perf_counter() - start)
+    plain = tunify.bake(tuner.model, torch.tensor(omegas[0]))
+    x = picture.clean
+    baked = []
+    with torch.inference_mode():
+        for _ in range(3):
+            start = time.perf_counter()
+            plain(x)
+            baked.append(time.perf_counter() - start)
+    return {
+        "median_s": round(statistics.median(seconds), 3),
+        "max_s": round(max(seconds), 3),
+        "baked_forward_median_s": round(statistics.median(baked), 3),
+        "moves": moves,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model", help="save_pretrained folder or Hub repo id (default: the embedded denoiser)"
+    )
+    parser.add_argument("--sides", type=int, nargs="+", default=[512, 256], help="preview sides to time")
+    parser.add_argument("--moves", type=int, default=6, help="slider moves per side")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "app_latency.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    tuner = Tuner.load(args.model)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for side in args.sides:
+            path, source = picture_file(side, Path(tmp))
+            tuner.preview_side = side
+            row = {"side": side, "image": source, **measure(tuner, path, args.moves)}
+            rows.append(row)
+            print(json.dumps(row))
+    report = {
+        "what": "seconds per slider move in tunify app (Tuner.preview + PNG encoding), synthetic noise σ = 25",
+        "model": args.model or os.path.relpath(tunify.hub.embedded_model_dir(), ROOT),
+        "threads": args.threads,
+        "cpu": platform.processor() or platform.machine(),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+        "target_s": 1.5,
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {os.path.relpath(args.out, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
