@@ -1,6 +1,7 @@
 """Fidelity vs noise preservation from the real pretrained CDnCNN-B: tunify against DNI (paper Table 1).
 
-    python benchmarks/denoise_tradeoff.py                  # CPU-scale defaults (see README)
+    python benchmarks/denoise_tradeoff.py                      # Table 1 at CPU-scale defaults (see README)
+    python benchmarks/denoise_tradeoff.py --task noise_blur    # Table 3: joint noise + blur, two stages
     python benchmarks/denoise_tradeoff.py --steps 20000 --batch 16 --patch 64 --eval-crop 0 --images 0 --device cuda
 
 From the same start (CDnCNN-B) and with the same budget it fine-tunes on CBSD432 (σ ~ U[5, 30]):
@@ -8,7 +9,10 @@ From the same start (CDnCNN-B) and with the same budget it fine-tunes on CBSD432
 (ω = (1, 0) and ω = (0, 1)); (c) DNI: the two fixed networks interpolated in weight space
 (:func:`tunify.strategies.dni`). It evaluates all of them on Kodak24 and CBSD68 at σ ∈ {5, 15, 30} and
 ω1 ∈ {0, .25, .5, .75, 1}, ω2 = 1 − ω1: PSNR to the clean image and PSNR_η to y_η = y + ω2·0.9·(z − y).
-With ``--noise-blur-steps`` it also trains tunify on joint noise + blur (paper Table 3 setting).
+``--task noise_blur`` instead trains tunify on joint noise + blur (paper Table 3 setting): a restorer first,
+then the other corners around it with the restorer anchored (see :func:`run_noise_blur`). Each task writes
+its own files (``denoise_tradeoff.*`` / ``noise_blur_tradeoff.*``); recorded paths are relative to the
+repository.
 """
 
 from __future__ import annotations
