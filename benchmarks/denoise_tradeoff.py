@@ -1,6 +1,7 @@
 """Fidelity vs noise preservation from the real pretrained CDnCNN-B: tunify against DNI (paper Table 1).
 
-    python benchmarks/denoise_tradeoff.py                  # CPU-scale defaults (see README)
+    python benchmarks/denoise_tradeoff.py                      # Table 1 at CPU-scale defaults (see README)
+    python benchmarks/denoise_tradeoff.py --task noise_blur    # Table 3: joint noise + blur, two stages
     python benchmarks/denoise_tradeoff.py --steps 20000 --batch 16 --patch 64 --eval-crop 0 --images 0 --device cuda
 
 From the same start (CDnCNN-B) and with the same budget it fine-tunes on CBSD432 (σ ~ U[5, 30]):
@@ -8,13 +9,18 @@ From the same start (CDnCNN-B) and with the same budget it fine-tunes on CBSD432
 (ω = (1, 0) and ω = (0, 1)); (c) DNI: the two fixed networks interpolated in weight space
 (:func:`tunify.strategies.dni`). It evaluates all of them on Kodak24 and CBSD68 at σ ∈ {5, 15, 30} and
 ω1 ∈ {0, .25, .5, .75, 1}, ω2 = 1 − ω1: PSNR to the clean image and PSNR_η to y_η = y + ω2·0.9·(z − y).
-With ``--noise-blur-steps`` it also trains tunify on joint noise + blur (paper Table 3 setting).
+``--task noise_blur`` instead trains tunify on joint noise + blur (paper Table 3 setting): a restorer first,
+then the other corners around it with the restorer anchored (see :func:`run_noise_blur`). Each task writes
+its own files (``denoise_tradeoff.*`` / ``noise_blur_tradeoff.*``); recorded paths are relative to the
+repository.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -66,6 +72,14 @@ PAPER = {  # Table 1 of Maggioni et al. (CVPR 2023), from ../shared/notes/baseli
             "psnr_eta": [51.55, 21.16, 18.53, 20.27, 34.41],
         },
     },
+}
+
+
+PAPER_TABLE3 = {  # Table 3, tunify, PSNR; keyed by the paper's (ω1 = denoising strength, ω2 = sharpening)
+    (0.0, 0.0): {"Kodak24": 23.27, "CBSD68": 22.17},
+    (0.0, 1.0): {"Kodak24": 18.15, "CBSD68": 17.20},
+    (1.0, 0.0): {"Kodak24": 28.05, "CBSD68": 27.13},
+    (1.0, 1.0): {"Kodak24": 24.84, "CBSD68": 23.86},
 }
 
 
@@ -218,8 +232,9 @@ def run_tradeoff(args: argparse.Namespace) -> dict[str, Any]:
         for end, omega in (("fidelity", (1.0, 0.0)), ("noise", (0.0, 1.0))):
             if end == "noise" and "dni" not in args.methods and not args.fixed_noise:
                 continue
+            lr = args.fidelity_lr if end == "fidelity" else args.lr
             net = train(
-                FixedOmega(pretrained()), constant_sampler(omega), loss_fn, noise, args, f"fixed-{end}"
+                FixedOmega(pretrained()), constant_sampler(omega), loss_fn, noise, args, f"fixed-{end}", lr=lr
             )
             fixed[end] = (net, torch.tensor([omega]))
         fid = evaluate(fixed["fidelity"][0], fixed["fidelity"][1], args, args.sigmas)
@@ -239,15 +254,44 @@ def run_tradeoff(args: argparse.Namespace) -> dict[str, Any]:
     return {"methods": methods, "reference": {"pretrained": reference}, "strips": strips}
 
 
+NOISE_BLUR_OMEGAS = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0), (0.5, 0.5))
+
+
+def noise_blur_loss(gamma: float) -> ParametricMultiLoss:
+    """One ω-dependent target: keep ω1·ν of the added noise (not the blur), sharpen by ω2·γ beyond it."""
+    objective = UnsharpMask(gamma=gamma, omega_index=1, noise_omega_index=0)
+    return ParametricMultiLoss([objective], num_params=2, weight_by=[None])
+
+
 def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
-    """Tunify on joint noise + blur: ω1 = noise kept (0: remove all), ω2 = sharpening beyond the clean image."""
-    loss_fn = ParametricMultiLoss(
-        [UnsharpMask(omega_index=1, noise_omega_index=0)], num_params=2, weight_by=[None]
-    )
+    """Tunify on joint noise + blur (paper Table 3 setting): ω1 = noise kept (0: remove all), ω2 = sharpening
+    beyond the clean image. Staged: (1) the plain CDnCNN-B fine-tuned to restore (ω = (0, 0), L1 to the clean
+    image) for ``--noise-blur-stage1-steps``; (2) converted with a base copy (``independent=True``), the base
+    copy and φ anchored so ω = (0, 0) stays the stage-1 network, and the other copies trained on the joint
+    target for ``--noise-blur-steps``."""
+    loss_fn = noise_blur_loss(args.gamma)
     degradation = blur_noise(rho=(0.0, 4.0), sigma=tuple(args.train_sigma))
+    net = pretrained()
+    if args.noise_blur_stage1_steps:
+        restorer = FixedOmega(net)
+        net = train(
+            restorer,
+            constant_sampler((0.0, 0.0)),
+            loss_fn,
+            degradation,
+            args,
+            "noise_blur-stage1",
+            steps=args.noise_blur_stage1_steps,
+            lr=args.noise_blur_stage1_lr,
+        ).net
+    stage1 = copy.deepcopy(net).eval()
+    tmodel = tunify.convert(net, p=2, independent=True)
+    if args.noise_blur_stage1_steps and args.anchor:
+        tunify.anchor(tmodel, 2)  # the base copy: ω = (0, 0) stays the stage-1 restorer
+    sampler_kwargs = json.loads(args.noise_blur_sampler_kwargs)
     model = train(
-        tunify.convert(pretrained(), p=2, independent=True),
-        build_sampler("uniform", p=2),
+        tmodel,
+        build_sampler(args.noise_blur_sampler, p=2, **sampler_kwargs),
         loss_fn,
         degradation,
         args,
@@ -258,19 +302,40 @@ def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
 
     def target(clean: Tensor, degraded: Tensor, omega: Tensor) -> Tensor:
         """The training target: keep ω1·ν of the added noise (``degraded`` is clean + that noise in a sweep,
-        not the blurred input), then sharpen by ω2."""
-        return unsharp_mask_target(kept_noise(clean, degraded, omega[:, 0], 0.9), omega[:, 1])
+        not the blurred input), then sharpen by ω2·γ."""
+        return unsharp_mask_target(kept_noise(clean, degraded, omega[:, 0], 0.9), omega[:, 1], args.gamma)
 
-    omegas = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.5, 0.5]])
+    omegas = torch.tensor(NOISE_BLUR_OMEGAS)
     names = {(r, s): f"rho={r:g},sigma={s:g}" for r in args.noise_blur_rhos for s in args.sigmas}
     levels = {name: blur_noise(rho=r, sigma=s) for (r, s), name in names.items()}
     n = args.noise_blur_images
     grid = evaluate(model, omegas, args, args.sigmas, target_fn=target, degradations=levels, images=n)
     references = {}
-    for label, net in (("input", nn.Identity()), ("pretrained", pretrained())):
-        ref = evaluate(FixedOmega(net), omegas[:1], args, args.sigmas, None, levels, images=n)
+    refs = [("input", nn.Identity()), ("pretrained", pretrained())]
+    if args.noise_blur_stage1_steps:
+        refs.append(("stage1", stage1))
+    for label, ref_net in refs:
+        ref = evaluate(FixedOmega(ref_net), omegas[:1], args, args.sigmas, None, levels, images=n)
         references[label] = {name: ref[name]["psnr"][0] for name in DATASETS}
+    grid_image(model, args)
     return {"omegas": omegas.tolist(), "tunify": grid, "reference_psnr": references}
+
+
+def grid_image(model: nn.Module, args: argparse.Namespace) -> None:
+    """3×3 outputs over (ω1, ω2) ∈ {0, ½, 1}² on one Kodak crop at ρ = 2, σ = 15 (the paper's Figure 5),
+    then the degraded input and the clean crop."""
+    item = ImageFolderEval(
+        SHARED / "datasets" / "Kodak24", blur_noise(rho=2.0, sigma=15.0), seed=args.seed, crop=128
+    )[args.strip_image]
+    x = item["input"]
+    panels = []
+    with torch.no_grad():
+        for w1 in (0.0, 0.5, 1.0):
+            for w2 in (0.0, 0.5, 1.0):
+                y = model(x[None], omega=torch.tensor([w1, w2]))[0]
+                panels.append((y, f"ω=({w1:g}, {w2:g})\nnoise kept {w1:g}, sharpen {w2:g}"))
+    panels += [(x.clamp(0, 1), "input ρ=2, σ=15"), (item["clean"], "clean")]
+    tuning_strip(panels, args.out / f"{args.name}_grid.png", max_cols=3)
 
 
 def fmt(v: float | None) -> str:
@@ -292,15 +357,29 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def noise_blur_markdown(nb: dict[str, Any]) -> str:
-    cols = [f"({o[0]:g}, {o[1]:g})" for o in nb["omegas"]]
-    lines = ["| Metric | Dataset | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
-    for key, title in (("psnr", "PSNR"), ("psnr_eta", "PSNR to own target")):
-        for n in DATASETS:
-            lines.append(f"| {title} | {n} | " + " | ".join(fmt(v) for v in nb["tunify"][n][key]) + " |")
-    for label, title in (("input", "degraded input"), ("pretrained", "pretrained CDnCNN-B (no ω)")):
-        for n in DATASETS:
-            value = fmt(nb["reference_psnr"][label][n])
-            lines.append(f"| PSNR, {title} | {n} | " + " | ".join([value] * len(cols)) + " |")
+    """Each ω with what it asks for, PSNR to the clean image and to its own target, the paper's PSNR at the
+    same corner (the paper's ω1 is denoising strength: its (1 − ω1, ω2) is our (ω1, ω2)); then references."""
+    head = (
+        "| ω (ours) | asks for | PSNR Kodak24 | PSNR CBSD68 | to own target Kodak24 | to own target CBSD68 "
+    )
+    head += "| paper ω | paper PSNR Kodak24 | paper PSNR CBSD68 |"
+    lines = [head, "|---|---|---:|---:|---:|---:|---|---:|---:|"]
+    for i, (w1, w2) in enumerate(nb["omegas"]):
+        asks = f"{'all noise removed' if w1 == 0 else f'{w1:g}·ν of the noise kept'}, "
+        asks += "as sharp as clean" if w2 == 0 else f"sharpened by {w2:g}·γ"
+        cells = [fmt(nb["tunify"][n][key][i]) for key in ("psnr", "psnr_eta") for n in DATASETS]
+        paper_omega = (1 - w1, w2)
+        paper = PAPER_TABLE3.get(paper_omega, {})
+        cells += [f"({paper_omega[0]:g}, {paper_omega[1]:g})", *(fmt(paper.get(n)) for n in DATASETS)]
+        lines.append(f"| ({w1:g}, {w2:g}) | {asks} | " + " | ".join(cells) + " |")
+    lines += ["", "| reference (no ω) | PSNR Kodak24 | PSNR CBSD68 |", "|---|---:|---:|"]
+    titles = {
+        "input": "degraded input",
+        "pretrained": "pretrained CDnCNN-B",
+        "stage1": "stage 1: CDnCNN-B fine-tuned to restore (= ω (0, 0))",
+    }
+    for label, values in nb["reference_psnr"].items():
+        lines.append(f"| {titles[label]} | " + " | ".join(fmt(values[n]) for n in DATASETS) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -327,24 +406,41 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--task",
+        choices=("tradeoff", "noise_blur"),
+        default="tradeoff",
+        help="tradeoff: fidelity vs noise preservation (Table 1); noise_blur: joint noise + blur (Table 3)",
+    )
     p.add_argument("--steps", type=int, default=400, help="optimiser steps per trained network")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--patch", type=int, default=40, help="training patch side")
-    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--lr", type=float, default=1e-4, help="lr of tunify and of the fixed noise network")
+    p.add_argument(
+        "--fidelity-lr",
+        type=float,
+        default=TrainConfig.lr,
+        help="lr of the fixed fidelity network (fine-tuning the objective CDnCNN-B was trained for)",
+    )
     p.add_argument("--phi-lr-mult", type=float, default=TrainConfig.phi_lr_mult)
     p.add_argument("--schedule", default=TrainConfig.schedule)
     p.add_argument("--warmup", type=int, default=20, help="linear LR warm-up steps")
     p.add_argument("--ema", type=float, default=TrainConfig.ema_decay, help="EMA decay (default: none)")
     p.add_argument(
-        "--sampler", default="simplex", help="tunify's ω sampler (tunify.objectives.sampler_names)"
+        "--sampler", default="vertex_mix", help="tunify's ω sampler (tunify.objectives.sampler_names)"
     )
-    p.add_argument("--sampler-kwargs", default='{"concentration": 0.5}', help="JSON kwargs of the sampler")
+    p.add_argument(
+        "--sampler-kwargs",
+        default='{"vertex_prob": 0.5, "vertex_weights": [0, 1]}',
+        help="JSON kwargs of the sampler",
+    )
     p.add_argument("--per-batch", action="store_true", help="one ω per batch instead of per sample")
     p.add_argument(
         "--no-anchor",
         dest="anchor",
         action="store_false",
-        help="do not tunify.anchor(model, 0) (by default the fidelity copy and φ stay pretrained)",
+        help="do not anchor (tradeoff: the fidelity copy and φ stay pretrained; noise_blur: the base copy "
+        "and φ stay the stage-1 restorer)",
     )
     p.add_argument("--train-sigma", type=float, nargs=2, default=(5.0, 30.0))
     p.add_argument("--sigmas", type=float, nargs="+", default=[5.0, 15.0, 30.0], help="evaluation σ")
@@ -352,10 +448,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--images", type=int, default=0, help="first N images per dataset (0: all)")
     p.add_argument("--methods", nargs="+", default=["tunify", "dni", "fixed"])
     p.add_argument("--fixed-noise", action="store_true", help="train the noise network even without dni")
-    p.add_argument("--noise-blur-steps", type=int, default=1200, help="steps of the noise+blur run (0: skip)")
     p.add_argument(
-        "--noise-blur-lr", type=float, default=1e-4, help="its lr (paper: 1e-4; a new task, not a fine-tune)"
+        "--noise-blur-stage1-steps",
+        type=int,
+        default=600,
+        help="steps of the plain restorer (0: no stage 1)",
     )
+    p.add_argument("--noise-blur-stage1-lr", type=float, default=5e-5, help="its lr")
+    p.add_argument("--noise-blur-steps", type=int, default=300, help="steps of the tunable stage")
+    p.add_argument("--noise-blur-lr", type=float, default=1e-4, help="its lr")
+    p.add_argument("--noise-blur-sampler", default="corner_biased", help="ω sampler of the tunable stage")
+    p.add_argument(
+        "--noise-blur-sampler-kwargs",
+        default='{"corner_prob": 0.5, "simplex_prob": 0.0}',
+        help="JSON kwargs of that sampler",
+    )
+    p.add_argument("--gamma", type=float, default=1.0, help="unsharp-mask strength γ at ω2 = 1")
     p.add_argument("--noise-blur-rhos", type=float, nargs="+", default=[0.0, 2.0, 4.0])
     p.add_argument("--noise-blur-images", type=int, default=8, help="first N images per dataset (0: all)")
     p.add_argument("--strip-image", type=int, default=22, help="Kodak index of the tuning-strip crop")
@@ -363,8 +471,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="output folder")
-    p.add_argument("--name", default="denoise_tradeoff", help="stem of the output files")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--name", help="stem of the output files (default: denoise_tradeoff / noise_blur_tradeoff)"
+    )
+    args = p.parse_args(argv)
+    args.name = args.name or {"tradeoff": "denoise_tradeoff", "noise_blur": "noise_blur_tradeoff"}[args.task]
+    return args
+
+
+def recorded(value: Any) -> Any:
+    """A config value as the results file records it: paths relative to the repository root."""
+    return os.path.relpath(Path(value).resolve(), ROOT) if isinstance(value, Path) else value
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -372,24 +489,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    results = run_tradeoff(args)
-    strips = results.pop("strips")
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    out: dict[str, Any] = {"config": config, **results}
-    if args.noise_blur_steps:
-        out["noise_blur"] = run_noise_blur(args)
-    out["seconds"] = round(time.time() - start)
+    config = {k: recorded(v) for k, v in vars(args).items()}
     stem = args.out / args.name
+    if args.task == "noise_blur":
+        out: dict[str, Any] = {"config": config, "noise_blur": run_noise_blur(args)}
+        md = noise_blur_markdown(out["noise_blur"])
+    else:
+        results = run_tradeoff(args)
+        strips = results.pop("strips")
+        out = {"config": config, **results}
+        md = markdown(out)
+        plot(out, stem.with_name(f"{args.name}_psnr.png"))
+        for method, models in strips.items():
+            tuning_strip(
+                strip_panels(models, args), stem.with_name(f"{args.name}_strip_{method}.png"), max_cols=7
+            )
+    out["seconds"] = round(time.time() - start)
     stem.with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
-    md = markdown(out) + ("\n" + noise_blur_markdown(out["noise_blur"]) if "noise_blur" in out else "")
     stem.with_suffix(".md").write_text(md)
-    plot(out, stem.with_name(f"{args.name}_psnr.png"))
-    for method, models in strips.items():
-        tuning_strip(
-            strip_panels(models, args), stem.with_name(f"{args.name}_strip_{method}.png"), max_cols=7
-        )
     print(md, flush=True)
-    print(f"done in {out['seconds']}s -> {stem}.json", flush=True)
+    print(f"done in {out['seconds']}s -> {recorded(stem)}.json", flush=True)
 
 
 if __name__ == "__main__":

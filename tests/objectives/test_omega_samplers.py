@@ -3,13 +3,22 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tunify.objectives import FunctionSampler, PerBatchSampler, SimplexSampler, build_sampler, sampler_names
+from tunify.objectives import (
+    FunctionSampler,
+    PerBatchSampler,
+    SimplexSampler,
+    VertexMixSampler,
+    build_sampler,
+    sampler_names,
+)
 
 BUILTIN = [
     ("uniform", {}),
     ("simplex", {}),
     ("simplex", {"concentration": 0.3}),
     ("corner_biased", {}),
+    ("vertex_mix", {}),
+    ("vertex_mix", {"vertex_prob": 0.3, "vertex_weights": [0, 1, 2], "base": "uniform"}),
     ("per_batch", {}),
     ("per_batch", {"base": "simplex", "base_kwargs": {"concentration": 2.0}}),
 ]
@@ -57,6 +66,20 @@ def test_corner_biased_extremes():
     assert 0.18 < corner_share < 0.32
 
 
+def test_vertex_mix_draws_weighted_vertices_and_the_base():
+    g = torch.Generator().manual_seed(5)
+    only_e1 = build_sampler("vertex_mix", p=3, vertex_prob=1.0, vertex_weights=[0, 1, 0])(50, generator=g)
+    torch.testing.assert_close(only_e1, torch.tensor([0.0, 1.0, 0.0]).expand(50, -1))
+    line = VertexMixSampler(2)(4000, generator=g)
+    torch.testing.assert_close(line.sum(1), torch.ones(4000))  # vertices and base draws are on the line
+    at_vertex = (line == 1).any(1)
+    assert 0.47 < at_vertex.float().mean() < 0.53
+    assert 0.4 < line[at_vertex, 1].mean() < 0.6  # both vertices, equally often by default
+    skewed = VertexMixSampler(2, vertex_prob=1.0, vertex_weights=[1, 3])(4000, generator=g)
+    assert 0.72 < skewed[:, 1].mean() < 0.78
+    assert VertexMixSampler(2, vertex_prob=0.0)(200, generator=g).lt(1).all()  # base only (no exact vertex)
+
+
 def test_per_batch_shares_one_omega():
     omega = PerBatchSampler(2)(5, generator=torch.Generator().manual_seed(3))
     assert (omega == omega[0]).all()
@@ -87,4 +110,19 @@ def test_bad_arguments_raise():
         SimplexSampler(2, concentration=0.0)
     with pytest.raises(ValueError, match="corner_prob"):
         build_sampler("corner_biased", p=2, corner_prob=0.8, simplex_prob=0.5)
-    assert set(sampler_names()) == {"uniform", "simplex", "corner_biased", "per_batch", "function"}
+    with pytest.raises(ValueError, match="vertex_prob"):
+        VertexMixSampler(2, vertex_prob=1.5)
+    with pytest.raises(ValueError, match="vertex_weights must be 2 non-negative"):
+        VertexMixSampler(2, vertex_weights=[1, -1])
+    with pytest.raises(ValueError, match="vertex_weights must be 3"):
+        VertexMixSampler(3, vertex_weights=[0, 0, 0])
+    with pytest.raises(ValueError, match="base sampler has p=3"):
+        VertexMixSampler(2, base=SimplexSampler(3))
+    assert set(sampler_names()) == {
+        "uniform",
+        "simplex",
+        "corner_biased",
+        "vertex_mix",
+        "per_batch",
+        "function",
+    }

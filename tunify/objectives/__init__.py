@@ -30,6 +30,7 @@ from .sampling import (
     PerBatchSampler,
     SimplexSampler,
     UniformSampler,
+    VertexMixSampler,
     build_sampler,
     sampler_names,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "UnsharpMask",
     "VGGFeatures",
     "VGGWeightsError",
+    "VertexMixSampler",
     "build_objective",
     "build_sampler",
     "expand_omega",

@@ -1,0 +1,59 @@
+"""The deblur recipe's stage 1: the plain network is fine-tuned to restore once, saved, and read back."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from tunify.recipes import apply_overrides, apply_preset, deblur, load_config
+from tunify.recipes._config import config_path
+
+
+def staged_config(weights: str) -> dict:
+    cfg = apply_preset(load_config(config_path("deblur")), "smoke")
+    return apply_overrides(
+        cfg,
+        [
+            "train.device=cpu",
+            "train.batch_size=2",
+            "data.patch_size=24",
+            "restorer.total_steps=1",
+            "restorer.warmup_steps=0",
+            "restorer.lr=1e-3",
+            f"restorer.weights={weights}",
+        ],
+    )
+
+
+def test_restorer_is_trained_once_then_read_back(shared, tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    weights = tmp_path / "restorer.safetensors"
+    cfg = staged_config(str(weights))
+    plain = deblur.build_denoiser(cfg).state_dict()
+    trained = deblur.build_model(cfg).state_dict()
+    assert weights.is_file()
+    assert any(not torch.equal(trained[k], plain[k]) for k in plain)  # one step at lr 1e-3 moved it
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("stage 1 must be read back, not retrained")
+
+    monkeypatch.setattr(deblur, "Trainer", no_training)
+    again = deblur.build_model(cfg).state_dict()
+    assert all(torch.equal(again[k], trained[k]) for k in trained)
+
+    save_file({"model.0.weight": torch.zeros(1)}, str(weights))
+    with pytest.raises(ValueError, match=r"do not match model\.init.s network"):
+        deblur.build_model(cfg)
+
+
+def test_restorer_path_names_the_stage_config():
+    cfg = apply_preset(load_config(config_path("deblur")), None)
+    default = deblur.restorer_path(cfg)
+    assert default.parent.as_posix() == "runs/deblur-restorer" and default.suffix == ".safetensors"
+    assert deblur.restorer_path(apply_overrides(cfg, ["restorer.lr=3e-4"])) != default
+    assert deblur.restorer_path(apply_overrides(cfg, ["model.anchor=null"])) == default  # not part of stage 1
+    assert (
+        deblur.restorer_path(apply_overrides(cfg, ["restorer.weights=x/r.safetensors"])).name
+        == "r.safetensors"
+    )
