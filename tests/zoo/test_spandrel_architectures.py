@@ -278,10 +278,10 @@ CASES: dict[str, Case] = {
             upscale=2,
         ),
     ),
-    "RealCUGAN_2x": Case("RealCUGAN", "UpCunet2x", {}, size=32),
+    "RealCUGAN_2x": Case("RealCUGAN", "UpCunet2x", {}, size=20),  # fixed widths: only the input shrinks
     "RealCUGAN_2x_fast": Case("RealCUGAN", "UpCunet2x_fast", {}, size=40),  # reflect-pads by 38
-    "RealCUGAN_3x": Case("RealCUGAN", "UpCunet3x", {}, size=32),
-    "RealCUGAN_4x": Case("RealCUGAN", "UpCunet4x", {}, size=32),
+    "RealCUGAN_3x": Case("RealCUGAN", "UpCunet3x", {}, size=16),
+    "RealCUGAN_4x": Case("RealCUGAN", "UpCunet4x", {}, size=20),
     "RestoreFormer": Case(
         "RestoreFormer",
         "RestoreFormer",
@@ -373,7 +373,7 @@ def _perturb_constant_parameters(net: nn.Module) -> None:
     a layer whose bias or scale were dropped or mixed wrongly changes the output."""
     g = torch.Generator().manual_seed(1)
     for param in net.parameters():
-        if param.is_floating_point() and (param.numel() == 1 or param.std() == 0):
+        if param.is_floating_point() and (param.numel() <= 1 or param.std() == 0):
             param.add_(0.1 * torch.randn(param.shape, generator=g))
 
 
@@ -432,8 +432,7 @@ def test_converted_architecture_matches_original(name: str, monkeypatch: pytest.
         alone = [_run(tmodel, case, _rows(x, i), omega=omega[i]) for i in range(batch)]
         for i in range(batch):
             _close(batched[i : i + 1], alone[i], f"per-sample ω, sample {i}")
-        other = _run(tmodel, case, _rows(x, 0), omega=1 - omega[0])
-        assert not torch.allclose(alone[0], other), "the output does not depend on ω"
+        assert not torch.allclose(alone[0], expected[:1]), "the output does not depend on the copies"
 
         plain = tunify.bake(tmodel, omega[0])
-        _close(_run(plain, case, x), _run(tmodel, case, x, omega=omega[0]), "bake")
+        _close(_run(plain, case, _rows(x, 0)), alone[0], "bake")
