@@ -22,6 +22,22 @@ class AttentionNet(nn.Module):
         return self.head(h.transpose(0, 1))
 
 
+class SequenceFirstNet(nn.Module):
+    """Sequence-first throughout (as IPT's transformer): Linear layers see (L, B, E), L rows not B."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(6, 16)
+        self.attn = nn.MultiheadAttention(16, 4)
+        self.mlp = nn.Linear(16, 16)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [B, L, 6]
+        h = self.embed(x.transpose(0, 1))
+        h = h + self.attn(h, h, h)[0]
+        return self.head(torch.relu(self.mlp(h))).transpose(0, 1)
+
+
 class EncoderNet(nn.Module):
     """nn.TransformerEncoder whose layers take PyTorch's fused path in eval mode."""
 

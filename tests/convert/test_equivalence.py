@@ -99,6 +99,12 @@ def test_multihead_attention_net() -> None:
     assert names(tmodel) == {"embed", "attn", "head"}
 
 
+def test_sequence_first_network_runs_per_sample_omega_sample_by_sample() -> None:
+    torch.manual_seed(0)  # 4 tokens, batch 2: a Linear on (L, B, E) would apply ω rows to token pairs
+    tmodel = check_model(models.SequenceFirstNet().eval(), torch.randn(2, 4, 6), ps=(2,))
+    assert tmodel._vmap_per_sample
+
+
 def test_transformer_encoder_eval_fast_path_is_not_taken() -> None:
     torch.manual_seed(0)
     model = models.EncoderNet().eval()

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..layers import TunableTensor, check_omega, omega_form, use_omega
+from ..layers import TunableMultiheadAttention, TunableTensor, check_omega, omega_form, use_omega
 from ..layers.generic import vmap_over_samples
 from ..layers.omega import PerSampleRowsError
 from .config import ConvertConfig
@@ -44,8 +44,14 @@ class TunableModel(nn.Module):
         self._restore = restore  # attributes changed to switch off fused paths, put back by bake()
         self.info: dict[str, Any] = {}  # saved with the model: base network, objectives, what each ω_i does
         self._loop_per_sample = False
+        # Per-sample ω is fed to the layers directly when every layer input holds the batch in dim 0. Two
+        # kinds of network break that and run per-sample calls sample by sample under vmap instead: a
+        # tunable tensor that cannot broadcast over the batch, and a sequence-first network (an attention
+        # with batch_first=False takes (L, B, E), so the Linear layers around it see L rows, not B).
         self._vmap_per_sample = any(
-            isinstance(m, TunableTensor) and m.needs_vmap for m in base_model.modules()
+            (isinstance(m, TunableTensor) and m.needs_vmap)
+            or (isinstance(m, TunableMultiheadAttention) and not m.batch_first)
+            for m in base_model.modules()
         )
 
     @property
