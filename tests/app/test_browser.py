@@ -30,7 +30,7 @@ if CHROMIUM is None:
 
 TIMEOUT_MS = 30_000
 RADIUS = 3  # receptive-field radius of the tiny DnCNN in conftest.py: three 3x3 convolutions
-pytestmark = pytest.mark.slow  # a browser and a server: seconds, not milliseconds
+pytestmark = pytest.mark.browser  # a real browser and a server (CI installs Chromium)
 
 
 def free_port() -> int:

@@ -61,24 +61,33 @@ def names(tmodel: tunify.TunableModel) -> set[str]:
     return set(tmodel.conversion_report().names())
 
 
-TIMM = {  # name -> (input size, overrides that shrink the input so the test stays fast on a CPU)
-    "resnet18": (64, {}),
+TIMM = {  # name -> (input size, overrides); timm's own tiny test_* variants keep the test fast on a CPU
+    "test_resnet": (64, {}),
     "convnext_atto": (64, {}),
-    "efficientnet_b0": (64, {}),
-    "vit_tiny_patch16_224": (64, {"img_size": 64}),
-    "swin_tiny_patch4_window7_224": (128, {"img_size": 128, "window_size": 4}),
-    "nfnet_l0": (64, {}),  # ScaledStdConv2d: a Conv2d subclass that standardises its weight in forward
-    "resnetv2_50x1_bit": (64, {}),  # StdConv2d
+    "test_efficientnet": (64, {}),
+    "test_vit": (64, {"img_size": 64}),
+    "test_maxvit": (64, {"img_size": 64}),  # window and grid attention with relative position bias
+    "test_nfnet": (64, {}),  # ScaledStdConv2d: a Conv2d subclass that standardises its weight in forward
+    "resnetv2_50x1_bit": (64, {"layers": (1, 1, 1, 1)}),  # StdConv2d
     "tf_efficientnet_b0": (64, {}),  # Conv2dSame: TensorFlow "same" padding computed in forward
     "regnetx_002": (64, {}),  # grouped convolutions
 }
+
+
+def create_timm(name: str, **overrides) -> nn.Module:
+    if name == "resnetv2_50x1_bit":  # its factory fixes the depths; the class takes them
+        from timm.layers import StdConv2d
+        from timm.models.resnetv2 import ResNetV2
+
+        return ResNetV2(num_classes=5, conv_layer=StdConv2d, stem_type="fixed", **overrides)
+    return timm.create_model(name, pretrained=False, num_classes=5, **overrides)
 
 
 @pytest.mark.parametrize("name", list(TIMM))
 def test_timm_models(name: str) -> None:
     torch.manual_seed(0)
     size, overrides = TIMM[name]
-    model = perturbed(timm.create_model(name, pretrained=False, num_classes=5, **overrides))
+    model = perturbed(create_timm(name, **overrides))
     tmodel = check_model(model, torch.randn(2, 3, size, size))
     expected = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
     assert expected <= names(tmodel)
