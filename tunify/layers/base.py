@@ -119,11 +119,11 @@ class OmegaReader(nn.Module):
         if key_omega is not None and _is_batched(key_omega):
             return fn()
         weights = []
-        for t in (*tensors, *self.phi.parameters()):
+        for t in (*tensors, self.phi.weight, self.phi.bias):
             version = _version(t)
             if version is None:
                 return fn()
-            weights.append((version, t.data_ptr(), t.device, t.dtype))
+            weights.append((version, t.data_ptr()))  # .to()/.half() give new storage, so a new pointer
         if key_omega is None:
             omega_key: Any = None
         elif _version(key_omega) is None:
@@ -200,6 +200,7 @@ class TunableLayer(OmegaReader):
     """
 
     tensor_names: tuple[str, ...] = ("weight", "bias")
+    _source_list: tuple[Tensor, ...] | None = None
 
     def __init__(
         self,
@@ -267,16 +268,24 @@ class TunableLayer(OmegaReader):
     def shared_tensors(self, omega: Tensor) -> dict[str, Tensor]:
         """Every tunable tensor at a shared ω ((p,) or (1, p)), cached at inference (:meth:`cached`)."""
         return self.cached(
-            omega, self.source.parameters(), "shared", lambda: self.source(self.alpha(shared_row(omega)))
+            omega, self._source_tensors(), "shared", lambda: self.source(self.alpha(shared_row(omega)))
         )
 
     def vertices(self) -> tuple[dict[str, Tensor] | None, dict[str, Tensor]]:
         """The source's constant tensors (None if linear) and α-slopes [kernels, *shape], for per-pixel ω."""
-        return self.cached(None, self.source.parameters(), "vertices", self.source.vertices)
+        return self.cached(None, self._source_tensors(), "vertices", self.source.vertices)
+
+    def _source_tensors(self) -> tuple[Tensor, ...]:
+        """The source's parameters, listed once (walking the module tree on every call costs more than a
+        small convolution); :meth:`anchor`, which splits parameters, lists them again."""
+        if self._source_list is None:
+            self._source_list = tuple(self.source.parameters())
+        return self._source_list
 
     def anchor(self, index: int) -> None:
         super().anchor(index)
         self.source.anchor(index)
+        self._source_list = None
 
     @torch.no_grad()
     def materialize(self, omega: Tensor) -> nn.Module:
