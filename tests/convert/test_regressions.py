@@ -93,3 +93,17 @@ def test_bake_names_a_layer_with_nan() -> None:
         tmodel.base_model[2].source.stack("weight").copy(1)[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match=r"bake: 2\.weight has NaN or inf"):
         tunify.bake(tmodel, torch.tensor([0.5, 0.5]))
+
+
+def test_bake_of_swin2sr_with_its_default_depths_runs() -> None:
+    """bake reused the ids of freed layers: a cpb_mlp Linear got another layer's weight."""
+    from spandrel.architectures.Swin2SR import Swin2SR
+
+    torch.manual_seed(0)
+    net = Swin2SR(img_size=16, window_size=8, embed_dim=6, num_heads=[1] * 6, mlp_ratio=1.0).eval()
+    tmodel = spread_copies(tunify.convert(net, 2))
+    x, omega = torch.rand(2, 3, 16, 16), torch.tensor([0.3, 0.7])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            tunify.bake(tmodel, omega)(x), tmodel(x, omega=omega), atol=1e-5, rtol=1e-4
+        )
