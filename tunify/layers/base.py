@@ -200,7 +200,6 @@ class TunableLayer(OmegaReader):
     """
 
     tensor_names: tuple[str, ...] = ("weight", "bias")
-    _source_list: tuple[Tensor, ...] | None = None
 
     def __init__(
         self,
@@ -268,24 +267,16 @@ class TunableLayer(OmegaReader):
     def shared_tensors(self, omega: Tensor) -> dict[str, Tensor]:
         """Every tunable tensor at a shared ω ((p,) or (1, p)), cached at inference (:meth:`cached`)."""
         return self.cached(
-            omega, self._source_tensors(), "shared", lambda: self.source(self.alpha(shared_row(omega)))
+            omega, self.source.parameters(), "shared", lambda: self.source(self.alpha(shared_row(omega)))
         )
 
     def vertices(self) -> tuple[dict[str, Tensor] | None, dict[str, Tensor]]:
         """The source's constant tensors (None if linear) and α-slopes [kernels, *shape], for per-pixel ω."""
-        return self.cached(None, self._source_tensors(), "vertices", self.source.vertices)
-
-    def _source_tensors(self) -> tuple[Tensor, ...]:
-        """The source's parameters, listed once (walking the module tree on every call costs more than a
-        small convolution); :meth:`anchor`, which splits parameters, lists them again."""
-        if self._source_list is None:
-            self._source_list = tuple(self.source.parameters())
-        return self._source_list
+        return self.cached(None, self.source.parameters(), "vertices", self.source.vertices)
 
     def anchor(self, index: int) -> None:
         super().anchor(index)
         self.source.anchor(index)
-        self._source_list = None
 
     @torch.no_grad()
     def materialize(self, omega: Tensor) -> nn.Module:
