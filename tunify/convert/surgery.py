@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -386,8 +386,9 @@ def bake(tmodel: TunableModel, omega: Tensor) -> nn.Module:
     return plain
 
 
-def _check_finite(module: nn.Module, name: str, omega: Tensor) -> None:
-    for tensor_name, tensor in module.named_parameters():
+def _check_finite(tensors: Iterable[tuple[str, Tensor]], name: str, omega: Tensor) -> None:
+    """Refuse a baked tensor with NaN/inf, naming it (``name`` is its module's)."""
+    for tensor_name, tensor in tensors:
         if not torch.isfinite(tensor).all():
             raise ValueError(
                 f"bake: {name or '<root>'}.{tensor_name} has NaN or inf at omega = {omega.tolist()} "
@@ -408,7 +409,7 @@ def _bake_children(
         if isinstance(child, TunableLayer):
             if id(child) not in baked:
                 plain = child.materialize(omega)
-                _check_finite(plain, name, omega)
+                _check_finite(plain.named_parameters(), name, omega)
                 baked[id(child)] = (child, plain)
                 _bake_children(plain, omega, baked, name)
             setattr(module, attr, baked[id(child)][1])
@@ -425,12 +426,8 @@ def _unparametrize(module: nn.Module, omega: Tensor, name: str) -> None:
     values = {}
     for attr, plist in module.parametrizations.items():
         copies = tuple(getattr(plist, f"original{i}") for i in range(plist[0].kernels))
-        phi = copy.deepcopy(plist[0].phi).float()
-        alpha = phi(omega.float())
-        value = sum(a * c.float() for a, c in zip(alpha, copies, strict=True)).to(copies[0].dtype)
-        if not torch.isfinite(value).all():
-            raise ValueError(f"bake: {name}.{attr} has NaN or inf at omega = {omega.tolist()}")
-        values[attr] = value
+        values[attr] = plist[0].materialize(copies, omega)
+    _check_finite(values.items(), name, omega)
     module.__class__ = module.__class__.__bases__[0]
     del module._modules["parametrizations"]
     for attr, value in values.items():

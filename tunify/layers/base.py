@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .bank import KernelBank
@@ -98,6 +99,10 @@ class OmegaReader(nn.Module):
         if omega_form(omega) == "map":
             return self.phi(omega.movedim(1, -1)).movedim(-1, 1)
         return self.phi(omega)
+
+    def alpha_float32(self, omega: Tensor) -> Tensor:
+        """α at a shared ω computed in float32, for baking (a half-precision φ would round α)."""
+        return F.linear(omega.float(), self.phi.weight.float(), self.phi.bias.float())
 
     def anchor(self, index: int) -> None:
         """Freeze φ and whatever α = e_index reads (see :func:`tunify.anchor`)."""
@@ -287,8 +292,7 @@ class TunableLayer(OmegaReader):
         """
         plain = copy.deepcopy(self.base_layer)
         source = copy.deepcopy(self.source).float()
-        phi = copy.deepcopy(self.phi).float()
-        values = source(phi(omega.float()))
+        values = source(self.alpha_float32(omega))
         for name, value in values.items():
             dtype = self.source.reference(name).dtype
             set_parameter(plain, name, value.to(dtype).clone())

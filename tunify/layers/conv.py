@@ -16,7 +16,19 @@ from torch import Tensor, nn
 from .base import SourceFactory, TunableLayer
 from .omega import check_rows, map_on_grid, note_grid, omega_form
 
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+
+def _pointwise(conv: nn.Module) -> bool:
+    """A 1×1 convolution is a matrix product per pixel: per sample, one batched matmul beats a grouped conv."""
+    unpadded = conv.padding in ("valid", "same") or all(q == 0 for q in conv.padding)
+    return (
+        all(k == 1 for k in conv.kernel_size)
+        and all(s == 1 for s in conv.stride)
+        and conv.groups == 1
+        and unpadded
+    )
 
 
 def _fold(x: Tensor, b: int) -> tuple[Tensor, int]:
@@ -95,27 +107,8 @@ class _TunableConvBase(TunableLayer):
 class TunableConv(_TunableConvBase):
     """Tunable counterpart of ``nn.Conv1d``/``nn.Conv2d``/``nn.Conv3d``."""
 
-    def __init__(
-        self,
-        base_layer: nn.Module,
-        p: int,
-        *,
-        kernels: int | None = None,
-        source: SourceFactory | None = None,
-    ) -> None:
-        super().__init__(base_layer, p, kernels=kernels, source=source)
-        conv = base_layer
-        # a 1×1 convolution is a matrix product per pixel: per sample, one batched matmul beats a grouped conv
-        unpadded = conv.padding in ("valid", "same") or all(q == 0 for q in conv.padding)
-        self.pointwise = (
-            all(k == 1 for k in conv.kernel_size)
-            and all(s == 1 for s in conv.stride)
-            and conv.groups == 1
-            and unpadded
-        )
-
     def _per_sample(self, x: Tensor, omega: Tensor, extra: tuple) -> Tensor:
-        if not self.pointwise or x.shape[0] != omega.shape[0]:
+        if not _pointwise(self.base_layer) or x.shape[0] != omega.shape[0]:
             return super()._per_sample(x, omega, extra)
         tensors = self.source(self.alpha(omega))
         b, c, *spatial = x.shape
@@ -137,8 +130,7 @@ class TunableConv(_TunableConvBase):
         if conv.padding_mode != "zeros":
             x = F.pad(x, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
             padding = 0
-        fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[self.ndim]
-        return fn(x, weight, bias, conv.stride, padding, conv.dilation, groups)
+        return _CONV[self.ndim](x, weight, bias, conv.stride, padding, conv.dilation, groups)
 
     def forward(self, x: Tensor) -> Tensor:
         return self._dispatch(x, ())

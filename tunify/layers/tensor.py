@@ -67,6 +67,11 @@ class TunableTensor(OmegaReader):
             )
         return mix(copies, self.alpha(omega)).flatten(0, 1)
 
+    @torch.no_grad()
+    def materialize(self, copies: tuple[Tensor, ...], omega: Tensor) -> Tensor:
+        """The tensor at a shared ``omega`` (p,), mixed in float32 and cast back (as layers bake)."""
+        return mix(tuple(c.float() for c in copies), self.alpha_float32(omega)).to(copies[0].dtype)
+
 
 def make_tensor_tunable(
     module: nn.Module, name: str, p: int, full_name: str, *, kernels: int | None = None
