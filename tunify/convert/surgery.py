@@ -23,6 +23,7 @@ from ..layers import (
     make_tensor_tunable,
     registered_types,
 )
+from ..layers.tensor import mixes_per_pixel
 from .analysis import find_call_sites
 from .config import ConvertConfig, TargetSpec, matches
 from .model import TunableModel
@@ -216,8 +217,6 @@ class _Plan:
             )
         for name in self.tensors:
             tensor = model.get_parameter(name)
-            shape = tensor.shape
-            per_pixel = len(shape) >= 2 and shape[0] == 1 and all(s == 1 for s in shape[2:])
             self.report.append(
                 ReportRow(
                     name,
@@ -226,7 +225,7 @@ class _Plan:
                     _shape([tensor]),
                     "TunableTensor",
                     _added(p, kernels, [tensor]),
-                    spatial="per pixel" if per_pixel else "average",
+                    spatial="per pixel" if mixes_per_pixel(tuple(tensor.shape)) else "average",
                 )
             )
 

@@ -16,6 +16,11 @@ from .base import OmegaReader, check_kernels, check_p, make_phi
 from .omega import last_grid, map_mean, map_on_grid, omega_form, shared_row
 
 
+def mixes_per_pixel(shape: tuple[int, ...]) -> bool:
+    """Whether a tensor of this shape can be mixed per pixel: one value per channel, (1, C, 1, …)."""
+    return len(shape) >= 2 and shape[0] == 1 and all(s == 1 for s in shape[2:])
+
+
 def mix(copies: tuple[Tensor, ...], alpha: Tensor) -> Tensor:
     """Σ_i α_i t_i: the tensor's shape for α of shape (kernels,), (B, *shape) for α of shape (B, kernels)."""
     stacked = torch.stack(copies)  # tiny tensors: stacking costs nothing here
@@ -40,7 +45,7 @@ class TunableTensor(OmegaReader):
         self.kernels = check_kernels(p, kernels)
         self.name = name
         self.needs_vmap = len(shape) == 0 or shape[0] != 1
-        self.per_pixel = len(shape) >= 2 and shape[0] == 1 and all(s == 1 for s in shape[2:])
+        self.per_pixel = mixes_per_pixel(shape)
         self.phi = make_phi(p, self.kernels)
 
     def right_inverse(self, tensor: Tensor) -> tuple[Tensor, ...]:
