@@ -163,23 +163,13 @@ def build_app(tuner: Tuner, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
         with gr.Row():
             with gr.Column():
                 gr.Markdown("### ω of the picture")
-                sliders = [
-                    gr.Slider(
-                        0, 1, value=0.5, step=0.01, label=f"ω{i + 1}", visible=False, elem_id=f"omega{i}"
-                    )
-                    for i in range(MAX_SLIDERS)
-                ]
+                sliders = _slider_group(0.5, "omega")
                 typed = gr.Textbox(
                     label="ω, typed (comma-separated, as tunify apply --omega)", elem_id="typed"
                 )
             with gr.Column():
                 gr.Markdown("### ω of the painted region")
-                regions = [
-                    gr.Slider(
-                        0, 1, value=1.0, step=0.01, label=f"ω{i + 1}", visible=False, elem_id=f"region{i}"
-                    )
-                    for i in range(MAX_SLIDERS)
-                ]
+                regions = _slider_group(1.0, "region")
         with gr.Row():
             export = gr.Button("Full-resolution result (PNG)", variant="primary", elem_id="export")
             download = gr.File(label="Download", elem_id="download", interactive=False)
@@ -307,3 +297,11 @@ def _about(tuner: Tuner) -> str:
     }[c.mode]
     scale = f", ×{tuner.scale} upscaling" if tuner.scale > 1 else ""
     return f"**{tuner.title}**: {tuner.config.get('info', {}).get('task', 'image-to-image')}{scale}; ω is {kind}."
+
+
+def _slider_group(value: float, id_prefix: str) -> list[Any]:
+    """MAX_SLIDERS hidden ω sliders (shown and labelled once a model is loaded), ids ``<prefix><i>``."""
+    return [
+        gr.Slider(0, 1, value=value, step=0.01, label=f"ω{i + 1}", visible=False, elem_id=f"{id_prefix}{i}")
+        for i in range(MAX_SLIDERS)
+    ]
