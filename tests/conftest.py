@@ -28,3 +28,16 @@ def spread_copies(model: nn.Module, seed: int = 0, scale: float = 0.05) -> nn.Mo
             if is_copy and "phi" not in name:
                 param.add_(scale * param.abs().mean().clamp_min(1e-3) * torch.randn(param.shape, generator=g))
     return model
+
+
+def tiny_dncnn(seed: int = 0, scale: float = 0.05) -> nn.Module:
+    """A converted 3-layer, 8-channel DnCNN from the zoo with perturbed copies: the command-line tests' model."""
+    import tunify
+
+    torch.manual_seed(seed)
+    base = tunify.zoo.build({"architecture": "DnCNN", "kwargs": {"in_nc": 3, "out_nc": 3, "nc": 8, "nb": 3}})
+    tmodel = tunify.convert(base.eval(), p=2).eval()
+    with torch.no_grad():
+        for param in tmodel.parameters():
+            param.add_(scale * torch.randn_like(param))
+    return tmodel

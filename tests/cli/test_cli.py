@@ -14,18 +14,14 @@ import torch
 from PIL import Image
 
 import tunify
+from tests.conftest import tiny_dncnn
 from tunify.cli import demo as demo_cmd
 from tunify.cli import main
 from tunify.hub import save_pretrained
 
 
 def _tiny_denoiser(seed: int = 0) -> tunify.TunableModel:
-    torch.manual_seed(seed)
-    base = tunify.zoo.build({"architecture": "DnCNN", "kwargs": {"in_nc": 3, "out_nc": 3, "nc": 8, "nb": 3}})
-    tmodel = tunify.convert(base.eval(), p=2).eval()
-    with torch.no_grad():
-        for param in tmodel.parameters():
-            param.add_(0.05 * torch.randn_like(param))
+    tmodel = tiny_dncnn(seed)
     tmodel.info = {
         "task": "denoising",
         "objectives": [

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import tunify
+from tests.conftest import tiny_dncnn
 from tunify.cli import main
 from tunify.hub import save_pretrained
 
@@ -20,12 +21,7 @@ ort = pytest.importorskip("onnxruntime", reason="ONNX export tests need pip inst
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[tunify.TunableModel, Path]:
-    torch.manual_seed(0)
-    base = tunify.zoo.build({"architecture": "DnCNN", "kwargs": {"in_nc": 3, "out_nc": 3, "nc": 8, "nb": 3}})
-    tmodel = tunify.convert(base.eval(), p=2).eval()
-    with torch.no_grad():
-        for param in tmodel.parameters():
-            param.add_(0.05 * torch.randn_like(param))
+    tmodel = tiny_dncnn()
     tmodel.info = {
         "objectives": [{"name": "fidelity", "omega_index": 0, "description": "denoising strength"}]
     }

@@ -9,19 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-import tunify
+from tests.conftest import tiny_dncnn
 from tunify.cli import main
 from tunify.hub import save_pretrained
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    base = tunify.zoo.build({"architecture": "DnCNN", "kwargs": {"in_nc": 3, "out_nc": 3, "nc": 8, "nb": 3}})
-    tmodel = tunify.convert(base.eval(), p=2).eval()
-    with torch.no_grad():
-        for param in tmodel.parameters():
-            param.add_(0.1 * torch.randn_like(param))
+    tmodel = tiny_dncnn(scale=0.1)
     return save_pretrained(tmodel, tmp_path_factory.mktemp("model") / "tiny")
 
 
