@@ -18,7 +18,6 @@ repository.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import tempfile
@@ -134,7 +133,7 @@ def train(
         ema_decay=args.ema,
         seed=args.seed,
         device=args.device,
-        progress=False,
+        progress=args.progress,
         checkpoint_every=10**9,
         log_every=max(1, steps // 10),
     )
@@ -270,7 +269,19 @@ def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
     copy and φ anchored so ω = (0, 0) stays the stage-1 network, and the other copies trained on the joint
     target for ``--noise-blur-steps``."""
     loss_fn = noise_blur_loss(args.gamma)
-    degradation = blur_noise(rho=(0.0, 4.0), sigma=tuple(args.train_sigma))
+    degradation = blur_noise(
+        rho=(0.0, 4.0), sigma=tuple(args.train_sigma), sharp_prob=args.noise_blur_sharp_prob
+    )
+    omegas = torch.tensor(NOISE_BLUR_OMEGAS)
+    names = {(r, s): f"rho={r:g},sigma={s:g}" for r in args.noise_blur_rhos for s in args.sigmas}
+    levels = {name: blur_noise(rho=r, sigma=s) for (r, s), name in names.items()}
+    n = args.noise_blur_images
+
+    def reference(net: nn.Module) -> dict[str, float]:
+        ref = evaluate(FixedOmega(net), omegas[:1], args, args.sigmas, None, levels, images=n)
+        return {name: ref[name]["psnr"][0] for name in DATASETS}
+
+    references = {"input": reference(nn.Identity()), "pretrained": reference(pretrained())}
     net = pretrained()
     if args.noise_blur_stage1_steps:
         restorer = FixedOmega(net)
@@ -284,7 +295,8 @@ def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
             steps=args.noise_blur_stage1_steps,
             lr=args.noise_blur_stage1_lr,
         ).net
-    stage1 = copy.deepcopy(net).eval()
+        references["stage1"] = reference(net)
+        print(f"[noise_blur] mean PSNR {json.dumps(references)}", flush=True)
     tmodel = tunify.convert(net, p=2, independent=True)
     if args.noise_blur_stage1_steps and args.anchor:
         tunify.anchor(tmodel, 2)  # the base copy: ω = (0, 0) stays the stage-1 restorer
@@ -305,18 +317,7 @@ def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
         not the blurred input), then sharpen by ω2·γ."""
         return unsharp_mask_target(kept_noise(clean, degraded, omega[:, 0], 0.9), omega[:, 1], args.gamma)
 
-    omegas = torch.tensor(NOISE_BLUR_OMEGAS)
-    names = {(r, s): f"rho={r:g},sigma={s:g}" for r in args.noise_blur_rhos for s in args.sigmas}
-    levels = {name: blur_noise(rho=r, sigma=s) for (r, s), name in names.items()}
-    n = args.noise_blur_images
     grid = evaluate(model, omegas, args, args.sigmas, target_fn=target, degradations=levels, images=n)
-    references = {}
-    refs = [("input", nn.Identity()), ("pretrained", pretrained())]
-    if args.noise_blur_stage1_steps:
-        refs.append(("stage1", stage1))
-    for label, ref_net in refs:
-        ref = evaluate(FixedOmega(ref_net), omegas[:1], args, args.sigmas, None, levels, images=n)
-        references[label] = {name: ref[name]["psnr"][0] for name in DATASETS}
     grid_image(model, args)
     return {"omegas": omegas.tolist(), "tunify": grid, "reference_psnr": references}
 
@@ -464,10 +465,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="JSON kwargs of that sampler",
     )
     p.add_argument("--gamma", type=float, default=1.0, help="unsharp-mask strength γ at ω2 = 1")
+    p.add_argument(
+        "--noise-blur-sharp-prob",
+        type=float,
+        default=1 / 3,
+        help="fraction of training samples left unblurred (ρ = 0) in both stages",
+    )
     p.add_argument("--noise-blur-rhos", type=float, nargs="+", default=[0.0, 2.0, 4.0])
     p.add_argument("--noise-blur-images", type=int, default=8, help="first N images per dataset (0: all)")
     p.add_argument("--strip-image", type=int, default=22, help="Kodak index of the tuning-strip crop")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--progress", action="store_true", help="a progress bar per training run")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="output folder")

@@ -136,3 +136,18 @@ def test_blur_then_noise_reports_both_parameters() -> None:
     y, params = build_degradation({"name": "blur_noise", "rho": [1, 2], "sigma": [10, 20]})(x, _gen())
     assert set(params) == {"rho", "sigma", "noise"} and y.shape == x.shape
     assert params["rho"].min() >= 1 and params["sigma"].max() <= 20
+
+
+def test_blur_leaves_sharp_prob_of_the_samples_unblurred() -> None:
+    x = torch.rand(64, 3, 24, 24, generator=_gen())
+    never = GaussianBlur(rho=(1.0, 3.0), sharp_prob=1.0)
+    y, params = never(x, _gen(1))
+    assert torch.equal(params["rho"], torch.zeros(64)) and torch.allclose(y, x, atol=1e-6)
+    half = build_degradation({"name": "blur_noise", "rho": [1.0, 3.0], "sigma": 0.0, "sharp_prob": 0.5})
+    y, params = half(x, _gen(2))
+    sharp = params["rho"] == 0
+    assert 16 < int(sharp.sum()) < 48 and (params["rho"][~sharp] >= 1.0).all()
+    torch.testing.assert_close(y[sharp], x[sharp], atol=1e-6, rtol=0)
+    assert build_degradation(half.to_config()).to_config() == half.to_config()
+    with pytest.raises(ValueError, match="sharp_prob must be in"):
+        GaussianBlur(rho=2.0, sharp_prob=1.5)

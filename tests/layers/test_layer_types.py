@@ -87,6 +87,39 @@ def test_conv_property(case: dict, p: int) -> None:
     check_layer(conv, x, p)
 
 
+def _per_sample_outputs_and_grads(conv: nn.Module, x: torch.Tensor, omega: torch.Tensor, path: str):
+    """Output and gradients of a per-sample call with the per-sample path forced (see tunify.layers.conv)."""
+    from tunify.layers import conv as conv_module
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_module, "LOOP_MIN_PIXELS", 0 if path == "loop" else 10**9)
+        patch.setattr(conv_module.TunableConv, "_vertices_cheaper", lambda self, x: path == "vertices")
+        if path != "pointwise":
+            patch.setattr(conv_module, "_pointwise", lambda conv: False)
+        x = x.clone().requires_grad_(True)
+        y = run(conv, omega, x)
+        y.square().sum().backward()
+    grads = [x.grad] + [t.grad.clone() for t in conv.parameters()]
+    conv.zero_grad(set_to_none=True)
+    return y.detach(), grads
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=conv_cases, p=st.integers(1, 3), independent=st.booleans())
+def test_conv_per_sample_paths_agree(case: dict, p: int, independent: bool) -> None:
+    """Folded groups, one convolution per sample, vertex kernels and (1×1) batched matmul: one function."""
+    conv, x = make_conv(case)
+    tunable = factory_for(conv)(conv, p, kernels=p + 1 if independent else None)
+    spread_copies(tunable, scale=0.5)
+    omega = torch.rand(x.shape[0], p)
+    y, grads = _per_sample_outputs_and_grads(tunable, x, omega, "fold")
+    for path in ("loop", "vertices", "pointwise"):
+        y_path, grads_path = _per_sample_outputs_and_grads(tunable, x, omega, path)
+        torch.testing.assert_close(y_path, y, atol=1e-5, rtol=1e-4)
+        for g_path, g in zip(grads_path, grads, strict=True):
+            torch.testing.assert_close(g_path, g, atol=1e-4, rtol=1e-4)
+
+
 @settings(max_examples=20, deadline=None)
 @given(
     ndim=st.sampled_from([1, 2, 3]),

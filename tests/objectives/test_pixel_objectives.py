@@ -130,3 +130,16 @@ def test_noise_preservation_keeps_the_recorded_noise_not_the_blur() -> None:
     assert torch.allclose(loss, torch.zeros(2), atol=1e-6)
     without_record = {"input": degraded, "clean": clean}  # then z − y (noise and blur) is kept
     assert (objective(expected, without_record, omega, 1) > 1e-3).all()
+
+
+@pytest.mark.parametrize("objective", [Reconstruction, NoisePreservation, UnsharpMask])
+def test_pixel_objectives_measure_with_l1_or_mse(objective) -> None:
+    clean = torch.rand(2, 3, 16, 16)
+    batch = {"clean": clean, "input": clean + 0.1 * torch.randn_like(clean)}
+    output, omega = torch.rand_like(clean), torch.zeros(2, 1)  # ω = 0: every target is the clean image
+    l1 = objective()(output, batch, omega, 0)
+    mse = objective(distance="mse")(output, batch, omega, 0)
+    torch.testing.assert_close(l1, (output - clean).abs().flatten(1).mean(1))
+    torch.testing.assert_close(mse, (output - clean).square().flatten(1).mean(1))
+    with pytest.raises(ValueError, match=r"distance must be one of \['l1', 'mse'\], got 'l2'"):
+        objective(distance="l2")

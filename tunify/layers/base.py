@@ -76,7 +76,6 @@ class OmegaReader(nn.Module):
     kernels: int
     phi: nn.Linear
     _last_omega: Tensor | None = None
-    _cache: dict[str, tuple[Any, Any]] | None = None
 
     def omega(self) -> Tensor:
         """The ω of the current call: (p,), (B, p) or a map (B, p, *S)."""
@@ -89,7 +88,7 @@ class OmegaReader(nn.Module):
                 "or run the layer inside tunify.use_omega(omega)"
             )
         if not _is_batched(omega):  # a vmapped row must not outlive its vmap
-            self._last_omega = omega
+            self.__dict__["_last_omega"] = omega  # a plain attribute: nn.Module's __setattr__ costs a call
         return omega
 
     def alpha(self, omega: Tensor | None = None) -> Tensor:
@@ -111,65 +110,53 @@ class OmegaReader(nn.Module):
     def cached(
         self, key_omega: Tensor | None, tensors: Iterable[Tensor], slot: str, fn: Callable[[], T]
     ) -> T:
-        """``fn()``, kept at inference until ``key_omega`` or any of ``tensors`` or φ changes.
+        """``fn()``, kept at inference until ``key_omega`` or any of ``tensors`` changes.
 
         So a network applied image after image with one ω mixes its kernels once and then costs what the
         original costs. Without autograd the result is keyed on the ω tensor object and version counters
         (bumped by every in-place update), and on where the tensors live (``.to()``, ``.half()``). Tensors
         made under ``torch.inference_mode`` have no version counter: ω is then compared by value, and
-        weights without one are never cached.
+        weights without one are never cached. This runs on every call of every layer, so it stays lean.
         """
         if torch.is_grad_enabled() or torch.compiler.is_compiling():
             return fn()
         if key_omega is not None and _is_batched(key_omega):
             return fn()
-        weights = []
-        for t in (*tensors, self.phi.weight, self.phi.bias):
-            version = _version(t)
-            if version is None:
-                return fn()
-            weights.append((version, t.data_ptr()))  # .to()/.half() give new storage, so a new pointer
-        if key_omega is None:
-            omega_key: Any = None
-        elif _version(key_omega) is None:
-            omega_key = ("values", tuple(key_omega.reshape(-1).tolist()), key_omega.device)
-        else:
-            omega_key = ("tensor", key_omega, _version(key_omega))
-        key = (omega_key, tuple(weights))
-        if self._cache is None:
-            self._cache = {}
-        hit = self._cache.get(slot)
-        if hit is not None and _same_key(hit[0], key):
-            return hit[1]
+        try:
+            weights = [(t._version, t.data_ptr()) for t in tensors]
+        except RuntimeError:  # an inference-mode tensor: no version counter, so never cached
+            return fn()
+        omega_key = _omega_key(key_omega)
+        cache = self.__dict__.setdefault("_cache", {})
+        hit = cache.get(slot)
+        if hit is not None and hit[0] == weights and _same_omega(hit[1], omega_key):
+            return hit[2]
         result = fn()
-        self._cache[slot] = (key, result)
+        cache[slot] = (weights, omega_key, result)
         return result
 
 
-def _same_key(a: tuple, b: tuple) -> bool:
-    (omega_a, weights_a), (omega_b, weights_b) = a, b
-    if weights_a != weights_b:
-        return False
-    if omega_a is None or omega_b is None:
-        return omega_a is omega_b
-    if omega_a[0] != omega_b[0]:
-        return False
-    if omega_a[0] == "tensor":
-        return omega_a[1] is omega_b[1] and omega_a[2] == omega_b[2]
-    return omega_a[1:] == omega_b[1:]
+def _omega_key(omega: Tensor | None) -> tuple | None:
+    """What identifies ω for the cache: the tensor and its version, or its values when it has no version."""
+    if omega is None:
+        return None
+    try:
+        return ("tensor", omega, omega._version)
+    except RuntimeError:  # made under torch.inference_mode
+        return ("values", tuple(omega.reshape(-1).tolist()), omega.device)
+
+
+def _same_omega(a: tuple | None, b: tuple | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    if a[0] == "tensor" == b[0]:
+        return a[1] is b[1] and a[2] == b[2]
+    return a == b if a[0] == "values" == b[0] else False
 
 
 def _is_batched(omega: Tensor) -> bool:
     """Whether ω is a per-sample row under ``torch.func.vmap`` (never cached, never stored)."""
     return torch._C._functorch.is_batchedtensor(omega)
-
-
-def _version(tensor: Tensor) -> int | None:
-    """The in-place version counter (inference-mode tensors have none)."""
-    try:
-        return tensor._version
-    except RuntimeError:
-        return None
 
 
 def get_tensor(module: nn.Module, name: str) -> Tensor | None:
@@ -272,12 +259,21 @@ class TunableLayer(OmegaReader):
     def shared_tensors(self, omega: Tensor) -> dict[str, Tensor]:
         """Every tunable tensor at a shared ω ((p,) or (1, p)), cached at inference (:meth:`cached`)."""
         return self.cached(
-            omega, self.source.parameters(), "shared", lambda: self.source(self.alpha(shared_row(omega)))
+            omega, self._mixed_from(), "shared", lambda: self.source(self.alpha(shared_row(omega)))
         )
 
     def vertices(self) -> tuple[dict[str, Tensor] | None, dict[str, Tensor]]:
         """The source's constant tensors (None if linear) and α-slopes [kernels, *shape], for per-pixel ω."""
-        return self.cached(None, self.source.parameters(), "vertices", self.source.vertices)
+        return self.cached(None, self._mixed_from(), "vertices", self.source.vertices)
+
+    def _mixed_from(self) -> list[Tensor]:
+        """The parameters of φ and the source, read afresh each call (anchoring or torch.export may replace
+        them); only the list of modules that own them is kept, while ``phi`` and ``source`` stay the same."""
+        phi, source = self._modules["phi"], self._modules["source"]
+        owners = self.__dict__.get("_owners")
+        if owners is None or owners[0] is not phi or owners[1] is not source:
+            owners = self.__dict__["_owners"] = (phi, source, (phi, *source.modules()))
+        return [t for m in owners[2] for t in m._parameters.values() if t is not None]
 
     def anchor(self, index: int) -> None:
         super().anchor(index)

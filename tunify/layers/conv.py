@@ -1,13 +1,17 @@
 """Tunable convolutions (1-D/2-D/3-D, plain and transposed, every padding, dilation and grouping).
 
 A shared ω mixes the kernel once and runs one ordinary convolution. Per-sample ω folds the batch into
-the groups of a single grouped convolution (``groups = B·g``): the arithmetic of the original layer,
-one kernel launch, and no Python loop over samples. A per-pixel ω map runs the convolution with the
+the groups of a single grouped convolution (``groups = B·g``): the arithmetic of the original layer in
+one kernel launch. On the CPU, oneDNN's backward of such a convolution is slow on large feature maps
+(1.5–2.6× a plain convolution at 64×64, ``benchmarks/overhead_models.py``), so there each sample runs its
+own convolution once a sample has :data:`LOOP_MIN_PIXELS` pixels or more. A per-pixel ω map runs the convolution with the
 source's vertex kernels and mixes the outputs pixel by pixel (a convolution is linear in its kernel, so
 this is exactly Σ_i α_i(x)·(k_i ∗ input)(x) + Σ_i α_i(x)·b_i), with the map resampled to the output grid.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +21,9 @@ from .base import SourceFactory, TunableLayer
 from .omega import check_rows, map_on_grid, note_grid, omega_form
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+LOOP_MIN_PIXELS = 48 * 48
+"""From this many input pixels (voxels) per sample, a CPU per-sample convolution loops over the samples."""
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
@@ -29,6 +36,14 @@ def _pointwise(conv: nn.Module) -> bool:
         and conv.groups == 1
         and unpadded
     )
+
+
+def _loop_over_samples(x: Tensor, ndim: int) -> bool:
+    """Whether per-sample convolutions are faster one sample at a time (see the module docstring); never
+    while tracing or compiling, where a loop would fix the batch size into the graph."""
+    if x.device.type != "cpu" or torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    return x.shape[-ndim:].numel() >= LOOP_MIN_PIXELS
 
 
 def _fold(x: Tensor, b: int) -> tuple[Tensor, int]:
@@ -72,6 +87,14 @@ class _TunableConvBase(TunableLayer):
         check_rows(omega, x.shape[0], type(self.base_layer).__name__)
         tensors = self.source(self.alpha(omega))  # weight [B, *shape], bias [B, Cout]
         b = omega.shape[0]
+        if _loop_over_samples(x, self.ndim):
+            bias = tensors.get("bias")
+            rows = x.chunk(b)  # sample i's k consecutive rows
+            outs = [
+                self._run(r, tensors["weight"][i], None if bias is None else bias[i], None, extra)
+                for i, r in enumerate(rows)
+            ]
+            return torch.cat(outs)
         xf, k = _fold(x, b)
         weight = tensors["weight"].flatten(0, 1)
         y = _unfold(self._run(xf, weight, None, self.base_layer.groups * b, extra), b, k)
@@ -108,6 +131,8 @@ class TunableConv(_TunableConvBase):
     """Tunable counterpart of ``nn.Conv1d``/``nn.Conv2d``/``nn.Conv3d``."""
 
     def _per_sample(self, x: Tensor, omega: Tensor, extra: tuple) -> Tensor:
+        if self._vertices_cheaper(x):
+            return self._per_sample_by_vertices(x, omega, extra)
         if not _pointwise(self.base_layer) or x.shape[0] != omega.shape[0]:
             return super()._per_sample(x, omega, extra)
         tensors = self.source(self.alpha(omega))
@@ -119,6 +144,36 @@ class TunableConv(_TunableConvBase):
         else:
             y = torch.bmm(weight, rows)
         return y.view(b, -1, *spatial)
+
+    def _vertices_cheaper(self, x: Tensor) -> bool:
+        """Mixing per sample writes B kernels of Cin/g·∏k values per output channel; convolving with the
+        vertex kernels instead writes ``kernels`` outputs per pixel. On small feature maps (deep U-Net
+        levels) the kernels are the larger of the two."""
+        conv = self.base_layer
+        per_output_channel = conv.in_channels // conv.groups * math.prod(conv.kernel_size)
+        return x.ndim == self.ndim + 2 and per_output_channel > self.kernels * x.shape[2:].numel()
+
+    def _per_sample_by_vertices(self, x: Tensor, omega: Tensor, extra: tuple) -> Tensor:
+        """y = Σ_i α_i·(k_i ∗ x) + constant ∗ x, with all vertex kernels in one convolution (a convolution
+        is linear in its kernel, as for per-pixel ω)."""
+        check_rows(omega, x.shape[0], type(self.base_layer).__name__)
+        constant, slopes = self.vertices()
+        groups = self.base_layer.groups
+        weight = slopes["weight"]  # [kernels, Cout, Cin/g, *k] → output channels ordered (g, kernel, Cout/g)
+        kernels, cout = weight.shape[:2]
+        weight = weight.unflatten(1, (groups, cout // groups)).transpose(0, 1).flatten(0, 2)
+        bias = slopes.get("bias")
+        if bias is not None:
+            bias = bias.unflatten(1, (groups, cout // groups)).transpose(0, 1).flatten()
+        y = self._run(x, weight, bias, groups, extra)
+        spatial = y.shape[2:]
+        y = y.view(y.shape[0], groups, kernels, cout // groups, *spatial)
+        alpha = self.alpha(omega).repeat_interleave(x.shape[0] // omega.shape[0], dim=0)  # [rows, kernels]
+        alpha = alpha.to(y.dtype).view(-1, 1, kernels, 1, *(1,) * len(spatial))
+        y = (y * alpha).sum(2).flatten(1, 2)
+        if constant is not None:
+            y = y + self._run(x, constant["weight"], constant.get("bias"), None, extra)
+        return y
 
     def _run(
         self, x: Tensor, weight: Tensor, bias: Tensor | None, groups: int | None, extra: tuple

@@ -64,7 +64,8 @@ class TunableTensor(OmegaReader):
             omega = map_mean(omega)
             form = omega_form(omega)
         if form == "shared":
-            return self.cached(omega, copies, "shared", lambda: mix(copies, self.alpha(shared_row(omega))))
+            tensors = (*copies, self.phi.weight, self.phi.bias)
+            return self.cached(omega, tensors, "shared", lambda: mix(copies, self.alpha(shared_row(omega))))
         if self.needs_vmap:
             raise ValueError(
                 f"tunable tensor {self.name!r} of shape {tuple(copies[0].shape)} cannot take per-sample omega "

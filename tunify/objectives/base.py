@@ -91,6 +91,17 @@ def per_sample_mse(a: Tensor, b: Tensor) -> Tensor:
     return (a - b).square().flatten(1).mean(1)
 
 
+PIXEL_DISTANCES = {"l1": per_sample_l1, "mse": per_sample_mse}
+"""Per-sample distances a pixel objective can use: L1 (the paper's) or MSE (what PSNR measures)."""
+
+
+def pixel_distance(name: str):
+    """The per-sample distance called ``name``; a ValueError lists the choices."""
+    if name not in PIXEL_DISTANCES:
+        raise ValueError(f"distance must be one of {sorted(PIXEL_DISTANCES)}, got {name!r}")
+    return PIXEL_DISTANCES[name]
+
+
 def per_sample(value: float | Tensor, like: Tensor) -> Tensor:
     """A scalar or (B,) strength as a (B, 1, 1, 1) tensor broadcastable against image batch ``like``."""
     value = torch.as_tensor(value, dtype=like.dtype, device=like.device)

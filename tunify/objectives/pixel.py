@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Batch, Objective, batch_tensor, per_sample, per_sample_l1, register_objective
+from .base import Batch, Objective, batch_tensor, per_sample, pixel_distance, register_objective
 
 
 def noise_preservation_target(
@@ -71,19 +71,20 @@ def unsharp_mask_target(
 
 @register_objective("reconstruction")
 class Reconstruction(Objective):
-    """L1 to the clean image: the fidelity end of most tuning ranges."""
+    """L1 (or MSE, ``distance="mse"``) to the clean image: the fidelity end of most tuning ranges."""
 
-    def __init__(self, *, target_key: str = "clean") -> None:
+    def __init__(self, *, target_key: str = "clean", distance: str = "l1") -> None:
         super().__init__()
-        self.target_key = target_key
+        self.target_key, self.distance = target_key, distance
+        self._distance = pixel_distance(distance)
 
     def forward(self, output: Tensor, batch: Batch, omega: Tensor, index: int) -> Tensor:
-        return per_sample_l1(output, batch_tensor(batch, self.target_key, output))
+        return self._distance(output, batch_tensor(batch, self.target_key, output))
 
 
 @register_objective("noise_preservation")
 class NoisePreservation(Objective):
-    """L1 to y_η = y + ω_k·ν·(z − y), so ω_k tunes how much noise the network leaves in.
+    """L1 (or ``distance="mse"``) to y_η = y + ω_k·ν·(z − y), so ω_k tunes how much noise is left in.
 
     ``omega_index`` picks k; by default the ω entry that weights this objective in the multi-loss.
     """
@@ -95,17 +96,19 @@ class NoisePreservation(Objective):
         omega_index: int | None = None,
         clean_key: str = "clean",
         noisy_key: str = "input",
+        distance: str = "l1",
     ) -> None:
         super().__init__(omega_index=omega_index)
         if not 0.0 <= nu <= 1.0:
             raise ValueError(f"nu must be in [0, 1], got {nu}")
         self.nu, self.clean_key, self.noisy_key = nu, clean_key, noisy_key
+        self.distance, self._distance = distance, pixel_distance(distance)
 
     def forward(self, output: Tensor, batch: Batch, omega: Tensor, index: int) -> Tensor:
         clean = batch_tensor(batch, self.clean_key, output)
         noisy = noise_only_input(batch, clean, self.noisy_key, output)
         target = noise_preservation_target(clean, noisy, self.strength(omega, index), self.nu)
-        return per_sample_l1(output, target)
+        return self._distance(output, target)
 
     def extra_repr(self) -> str:
         return ", ".join(s for s in (f"nu={self.nu}", super().extra_repr()) if s)
@@ -113,7 +116,7 @@ class NoisePreservation(Objective):
 
 @register_objective("unsharp_mask")
 class UnsharpMask(Objective):
-    """L1 to ỹ = y_η + ω_k·γ·(y_η − g⊛y_η): ω_k tunes sharpening beyond the ground truth.
+    """L1 (or ``distance="mse"``) to ỹ = y_η + ω_k·γ·(y_η − g⊛y_η): ω_k sharpens beyond the ground truth.
 
     y_η is the clean image, or with ``noise_omega_index`` the noise-preserving target driven by that ω entry
     (the paper's joint denoising+deblurring setting, where the two ω entries are independent).
@@ -130,6 +133,7 @@ class UnsharpMask(Objective):
         nu: float = 0.9,
         clean_key: str = "clean",
         noisy_key: str = "input",
+        distance: str = "l1",
     ) -> None:
         super().__init__(omega_index=omega_index)
         gaussian_kernel(kernel_size, sigma)  # validates size and sigma early
@@ -138,6 +142,7 @@ class UnsharpMask(Objective):
         self.gamma, self.kernel_size, self.sigma = gamma, kernel_size, sigma
         self.noise_omega_index, self.nu = noise_omega_index, nu
         self.clean_key, self.noisy_key = clean_key, noisy_key
+        self.distance, self._distance = distance, pixel_distance(distance)
 
     def forward(self, output: Tensor, batch: Batch, omega: Tensor, index: int) -> Tensor:
         base = batch_tensor(batch, self.clean_key, output)
@@ -151,10 +156,12 @@ class UnsharpMask(Objective):
         target = unsharp_mask_target(
             base, self.strength(omega, index), self.gamma, self.kernel_size, self.sigma
         )
-        return per_sample_l1(output, target)
+        return self._distance(output, target)
 
     def extra_repr(self) -> str:
         parts = [f"gamma={self.gamma}", f"kernel_size={self.kernel_size}", f"sigma={self.sigma}"]
+        if self.distance != "l1":
+            parts.append(f"distance={self.distance}")
         if self.noise_omega_index is not None:
             parts.append(f"noise_omega_index={self.noise_omega_index}, nu={self.nu}")
         return ", ".join(s for s in (*parts, super().extra_repr()) if s)

@@ -57,12 +57,17 @@ def gaussian_blur(
 @register_degradation("blur")
 @dataclass
 class GaussianBlur(Degradation):
-    """Gaussian blur with ρ fixed (`rho=2`) or drawn uniformly per sample (`rho=(0, 4)`); ρ = 0 is the identity."""
+    """Gaussian blur with ρ fixed (`rho=2`) or drawn uniformly per sample (`rho=(0, 4)`); ρ = 0 is the identity.
+
+    `sharp_prob` leaves that fraction of the samples unblurred (ρ = 0): a uniform ρ almost never draws a sharp
+    image, and a restorer trained without them learns to sharpen images that are already sharp.
+    """
 
     name = "blur"
     rho: float | Sequence[float] = 2.0
     kernel_size: int = 21
     padding: str = "reflect"
+    sharp_prob: float = 0.0
 
     def __post_init__(self) -> None:
         lo, hi = as_range(self.rho, "rho")
@@ -71,7 +76,12 @@ class GaussianBlur(Degradation):
             raise ValueError(f"kernel_size must be a positive odd integer, got {self.kernel_size}")
         if self.padding not in _PAD_MODES:
             raise ValueError(f"padding must be one of {_PAD_MODES}, got {self.padding!r}")
+        if not 0.0 <= self.sharp_prob <= 1.0:
+            raise ValueError(f"sharp_prob must be in [0, 1], got {self.sharp_prob}")
 
     def apply(self, clean: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, Params]:
         rho = draw_uniform(as_range(self.rho, "rho"), clean.shape[0], generator, clean.device)  # [B]
+        if self.sharp_prob:
+            sharp = draw_uniform((0.0, 1.0), clean.shape[0], generator, clean.device) < self.sharp_prob
+            rho = rho.masked_fill(sharp, 0.0)
         return gaussian_blur(clean, rho, size=self.kernel_size, padding=self.padding), {"rho": rho}

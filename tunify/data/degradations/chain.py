@@ -48,11 +48,13 @@ def blur_noise(
     kernel_size: int = 21,
     padding: str = "reflect",
     clip: bool = False,
+    sharp_prob: float = 0.0,
 ) -> Chain:
-    """Blur with ρ, then add noise with σ (the usual deblurring degradation)."""
+    """Blur with ρ, then add noise with σ (the usual deblurring degradation); ``sharp_prob`` of the samples
+    are not blurred (see :class:`GaussianBlur`)."""
     return Chain(
         steps=[
-            GaussianBlur(rho=rho, kernel_size=kernel_size, padding=padding),
+            GaussianBlur(rho=rho, kernel_size=kernel_size, padding=padding, sharp_prob=sharp_prob),
             GaussianNoise(sigma=sigma, clip=clip),
         ]
     )
