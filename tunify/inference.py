@@ -13,8 +13,22 @@ import math
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
+
+
+def fast_layout(model: Any, x: Tensor) -> Tensor:
+    """``x`` in the memory layout the model runs fastest in: channels-last for purely convolutional networks
+    on the CPU (oneDNN's convolutions take ~30 % less time in it: DnCNN at 512², NAFNet), unchanged for
+    networks with linear or attention layers, which gain nothing."""
+    if x.ndim != 4 or x.device.type != "cpu" or not isinstance(model, nn.Module):
+        return x
+    modules = [(name.rpartition(".")[2], m) for name, m in model.named_modules()]
+    if not any(isinstance(m, nn.Conv2d) for _, m in modules):
+        return x
+    if any(isinstance(m, nn.Linear | nn.MultiheadAttention) and name != "phi" for name, m in modules):
+        return x  # (a tunable layer's φ is a small Linear of its own: not the network's)
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _starts(length: int, tile: int, step: int) -> list[int]:
@@ -113,9 +127,10 @@ def tiled_forward(
         raise ValueError(f"need tile >= 8 and 0 <= overlap <= tile/2, got tile={tile}, overlap={overlap}")
     omega = torch.as_tensor(omega, dtype=torch.float32, device=x.device)
     height, width = x.shape[-2:]
+    x = fast_layout(model, x)
     if height <= tile and width <= tile:
         with torch.inference_mode():
-            return model(x, omega=omega)
+            return model(x, omega=omega).contiguous()
     scale = scale or infer_scale(model, x, omega)
     step = tile - overlap
     rows, cols = _starts(height, tile, step), _starts(width, tile, step)
@@ -145,4 +160,4 @@ def tiled_forward(
                 bar.update()
     bar.close()
     assert out is not None  # at least one tile always runs
-    return out / weight
+    return (out / weight).contiguous()

@@ -61,3 +61,29 @@ def test_tiled_super_resolution() -> None:
 def test_bad_tile_settings() -> None:
     with pytest.raises(ValueError, match="overlap"):
         tiled_forward(lambda x, omega: x, torch.rand(1, 3, 8, 8), torch.tensor([0.5]), tile=16, overlap=9)
+
+
+def test_convolutional_networks_run_channels_last_with_the_same_result() -> None:
+    """fast_layout: channels-last for conv-only networks on the CPU, as given when there is a Linear."""
+    from tunify.inference import fast_layout
+
+    convnet = _tunable(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1)))
+    x = torch.rand(2, 3, 20, 24)
+    assert fast_layout(convnet, x).is_contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        expected = convnet(x, omega=torch.tensor([0.3, 0.7]))
+    y = tiled_forward(convnet, x, torch.tensor([0.3, 0.7]), tile=16, overlap=4, progress=False)
+    assert y.is_contiguous()
+    torch.testing.assert_close(tiled_forward(convnet, x, torch.tensor([0.3, 0.7]), progress=False), expected)
+
+    class WithLinear(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.mix = nn.Conv2d(3, 3, 1), nn.Linear(3, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.mix(self.conv(x).movedim(1, -1)).movedim(-1, 1)
+
+    assert fast_layout(WithLinear(), x) is x
+    single = x[0]
+    assert fast_layout(convnet, single) is single  # not an image batch

@@ -92,7 +92,8 @@ def _per_sample_outputs_and_grads(conv: nn.Module, x: torch.Tensor, omega: torch
     from tunify.layers import conv as conv_module
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(conv_module, "LOOP_MIN_PIXELS", 0 if path == "loop" else 10**9)
+        for limit in ("LOOP_MIN_PIXELS", "LOOP_MIN_MACS"):
+            patch.setattr(conv_module, limit, 0 if path == "loop" else 10**12)
         patch.setattr(conv_module.TunableConv, "_vertices_cheaper", lambda self, x: path == "vertices")
         if path != "pointwise":
             patch.setattr(conv_module, "_pointwise", lambda conv: False)

@@ -25,7 +25,7 @@ from ..convert import TunableModel
 from ..data import ImageReadError, read_image, to_uint8
 from ..evaluate import noise_preservation_target, psnr, psnr_eta
 from ..hub import build_config, embedded_model_dir, from_pretrained
-from ..inference import infer_scale, tiled_forward
+from ..inference import fast_layout, infer_scale, tiled_forward
 from .controls import OmegaControls
 from .spatial import omega_map, resize_mask
 from .synthetic import SyntheticDegradation
@@ -170,7 +170,7 @@ class Tuner:
         """One pass of the network."""
         try:
             with torch.inference_mode():
-                return self.model(x, omega=omega)
+                return self.model(fast_layout(self.model, x), omega=omega).contiguous()
         except ValueError as error:  # ω the model refuses (range, shape)
             raise AppError(str(error)) from None
 

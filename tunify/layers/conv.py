@@ -2,9 +2,11 @@
 
 A shared ω mixes the kernel once and runs one ordinary convolution. Per-sample ω folds the batch into
 the groups of a single grouped convolution (``groups = B·g``): the arithmetic of the original layer in
-one kernel launch. On the CPU, oneDNN's backward of such a convolution is slow on large feature maps
-(1.5–2.6× a plain convolution at 64×64, ``benchmarks/overhead_models.py``), so there each sample runs its
-own convolution once a sample has :data:`LOOP_MIN_PIXELS` pixels or more. A per-pixel ω map runs the convolution with the
+one kernel launch. On the CPU, oneDNN's grouped convolution (its backward above all) is up to 2.5× slower
+than a plain one on large feature maps and wide layers, so there each sample runs its own convolution once
+a sample is large enough (:data:`LOOP_MIN_PIXELS`, :data:`LOOP_MIN_MACS`; crossovers measured on 2 cores).
+On small maps with wide kernels, mixing a kernel per sample costs more than the convolution itself, and a
+convolution with all vertex kernels at once, mixed afterwards, is used instead. A per-pixel ω map runs the convolution with the
 source's vertex kernels and mixes the outputs pixel by pixel (a convolution is linear in its kernel, so
 this is exactly Σ_i α_i(x)·(k_i ∗ input)(x) + Σ_i α_i(x)·b_i), with the map resampled to the output grid.
 """
@@ -22,8 +24,9 @@ from .omega import check_rows, map_on_grid, note_grid, omega_form
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
-LOOP_MIN_PIXELS = 48 * 48
-"""From this many input pixels (voxels) per sample, a CPU per-sample convolution loops over the samples."""
+LOOP_MIN_PIXELS = 56 * 56
+LOOP_MIN_MACS = 4_000_000
+"""From this many input pixels, or multiply-adds, per sample a CPU per-sample convolution loops over them."""
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
@@ -38,12 +41,14 @@ def _pointwise(conv: nn.Module) -> bool:
     )
 
 
-def _loop_over_samples(x: Tensor, ndim: int) -> bool:
+def _loop_over_samples(conv: nn.Module, x: Tensor, ndim: int) -> bool:
     """Whether per-sample convolutions are faster one sample at a time (see the module docstring); never
     while tracing or compiling, where a loop would fix the batch size into the graph."""
     if x.device.type != "cpu" or torch.compiler.is_compiling() or torch.jit.is_tracing():
         return False
-    return x.shape[-ndim:].numel() >= LOOP_MIN_PIXELS
+    pixels = x.shape[-ndim:].numel()
+    macs = pixels * conv.in_channels * conv.out_channels // conv.groups * math.prod(conv.kernel_size)
+    return pixels >= LOOP_MIN_PIXELS or macs >= LOOP_MIN_MACS
 
 
 def _fold(x: Tensor, b: int) -> tuple[Tensor, int]:
@@ -87,7 +92,7 @@ class _TunableConvBase(TunableLayer):
         check_rows(omega, x.shape[0], type(self.base_layer).__name__)
         tensors = self.source(self.alpha(omega))  # weight [B, *shape], bias [B, Cout]
         b = omega.shape[0]
-        if _loop_over_samples(x, self.ndim):
+        if _loop_over_samples(self.base_layer, x, self.ndim):
             bias = tensors.get("bias")
             rows = x.chunk(b)  # sample i's k consecutive rows
             outs = [
