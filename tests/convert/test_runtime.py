@@ -182,6 +182,28 @@ def test_inference_cache_never_serves_stale_kernels() -> None:
     torch.testing.assert_close(out, tmodel(x.double(), omega=omega.clone()).detach())
 
 
+def test_inference_cache_sees_replaced_parameters_and_modules() -> None:
+    """Anchoring splits a copy into a new parameter, ``load_state_dict(assign=True)`` swaps them all, and a
+    layer's φ can be replaced: each shows in the next call at the same ω."""
+    tmodel = spread_copies(tunable_net(), scale=0.5).eval()
+    x, omega = torch.randn(2, 3, 8, 8), torch.tensor([0.3, 0.7])
+
+    def fresh() -> torch.Tensor:
+        with torch.enable_grad():
+            return tmodel(x, omega=omega.clone()).detach()
+
+    with torch.no_grad():
+        tmodel(x, omega=omega)
+        tunify.anchor(tmodel, 0)
+        torch.testing.assert_close(tmodel(x, omega=omega), fresh())
+        state = {k: v.clone() * 1.5 if v.is_floating_point() else v for k, v in tmodel.state_dict().items()}
+        tmodel.load_state_dict(state, assign=True)
+        torch.testing.assert_close(tmodel(x, omega=omega), fresh())
+        layer = next(m for m in tmodel.modules() if hasattr(m, "source"))
+        layer.phi = torch.nn.Linear(2, 2)
+        torch.testing.assert_close(tmodel(x, omega=omega), fresh())
+
+
 class ScaledNet(nn.Module):
     """A conv followed by a per-channel scale of shape (1, C, 1, 1), NAFNet's β/γ pattern."""
 
