@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -274,3 +275,15 @@ def test_demo_embedded(
     out = capsys.readouterr().out
     assert "embedded tunable denoiser" in out and "PSNR_η" in out
     assert {"tuning_strip.png", "sweep.json", "sweep.md"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def test_output_into_a_closed_pipe_stops_quietly(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tunify info … | head -1`: the reader leaves early; no "Broken pipe" error line, exit status 141."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone: writing raises BrokenPipeError (Python ignores SIGPIPE)
+    with open(write_end, "w", buffering=1) as pipe:
+        monkeypatch.setattr("sys.stdout", pipe)
+        assert main(["info", str(model_dir)]) == 141
+    assert capsys.readouterr().err == ""

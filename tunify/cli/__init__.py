@@ -8,6 +8,7 @@ is a bug, reported in one line too unless ``--debug`` asks for the traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -56,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return int(args.run(args))
+    except BrokenPipeError:  # the reader left early (`tunify info … | head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail
+        return 141
     except USER_ERRORS as error:
         if debug:
             raise
