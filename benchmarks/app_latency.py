@@ -4,7 +4,9 @@
 
 A move is ``Tuner.preview`` (synthetic noise σ = 25, one pass of the network at the new ω, PSNR / PSNR_η)
 plus the PNG encoding gradio sends to the browser; each move sets a new ω, so no result is reused. The
-same network baked to a plain one at a fixed ω is timed alongside: the floor set by the architecture. The
+same network baked to a plain one at a fixed ω is timed alongside (float32, in the memory layout the app
+uses): the floor set by the architecture. Each preview precision (``--preview-precision`` of ``tunify app``)
+is timed; a bfloat16 row also records how far its picture is from the float32 one, in 8-bit levels. The
 picture is the centre crop of Kodak24's kodim23 (../shared), or the embedded sample upscaled without it.
 Writes benchmarks/results/app_latency.json.
 """
@@ -28,8 +30,10 @@ from PIL import Image
 
 import tunify
 from tunify.app import Settings, Tuner, open_picture
+from tunify.app.session import PREVIEW_PRECISIONS, bfloat16_is_native
 from tunify.data import read_image, write_image
 from tunify.hub import SAMPLE_IMAGE
+from tunify.inference import fast_layout
 
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared" / "datasets" / "Kodak24" / "kodim23.png"
@@ -67,7 +71,7 @@ def measure(tuner: Tuner, path: Path, moves: int) -> dict[str, float]:
         png_bytes(result.after)
         seconds.append(time.perf_counter() - start)
     plain = tunify.bake(tuner.model, torch.tensor(omegas[0]))
-    x = picture.clean
+    x = fast_layout(plain, picture.clean)
     baked = []
     with torch.inference_mode():
         for _ in range(3):
@@ -79,6 +83,7 @@ def measure(tuner: Tuner, path: Path, moves: int) -> dict[str, float]:
         "max_s": round(max(seconds), 3),
         "baked_forward_median_s": round(statistics.median(baked), 3),
         "moves": moves,
+        "picture": result.after,
     }
 
 
@@ -90,18 +95,34 @@ def main() -> None:
     parser.add_argument("--sides", type=int, nargs="+", default=[512, 256], help="preview sides to time")
     parser.add_argument("--moves", type=int, default=6, help="slider moves per side")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=PREVIEW_PRECISIONS,
+        default=[p for p in PREVIEW_PRECISIONS if p == "float32" or bfloat16_is_native()],
+        help="preview precisions to time (default: float32, and bfloat16 where this CPU has it natively)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "app_latency.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    tuner = Tuner.load(args.model)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for side in args.sides:
             path, source = picture_file(side, Path(tmp))
-            tuner.preview_side = side
-            row = {"side": side, "image": source, **measure(tuner, path, args.moves)}
-            rows.append(row)
-            print(json.dumps(row))
+            exact = None
+            for precision in args.precisions:
+                tuner = Tuner.load(args.model, preview_side=side, preview_precision=precision)
+                row = {"side": side, "precision": precision, "image": source}
+                row.update(measure(tuner, path, args.moves))
+                picture = row.pop("picture")
+                if exact is None:
+                    exact = picture
+                else:
+                    row["max_levels_from_float32"] = int(
+                        np.abs(picture.astype(int) - exact.astype(int)).max()
+                    )
+                rows.append(row)
+                print(json.dumps(row))
     report = {
         "what": "seconds per slider move in tunify app (Tuner.preview + PNG encoding), synthetic noise σ = 25",
         "model": args.model or os.path.relpath(tunify.hub.embedded_model_dir(), ROOT),

@@ -103,3 +103,23 @@ def test_a_model_that_fails_to_load_is_an_app_error(tmp_path: Path) -> None:
 def test_omega_out_of_range_is_an_app_error(tuner: Tuner, image_path: Path) -> None:
     with pytest.raises(AppError, match=r"\[0, 1\]"):
         tuner.preview(open_picture(image_path), Settings(omega=[1.5, -0.5]))
+
+
+def test_bfloat16_preview_is_close_and_says_so_while_the_download_stays_exact(
+    model_dir: Path, image_path: Path, tmp_path: Path
+) -> None:
+    from tunify.app.session import bfloat16_is_native
+
+    if not bfloat16_is_native():
+        with pytest.raises(AppError, match="native bfloat16"):
+            Tuner.load(str(model_dir), preview_precision="bfloat16")
+        pytest.skip("this CPU has no native bfloat16")
+    exact, fast = Tuner.load(str(model_dir)), Tuner.load(str(model_dir), preview_precision="bfloat16")
+    picture, settings = open_picture(image_path), Settings(omega=[0.2, 0.8], levels=[15.0])
+    a, b = exact.preview(picture, settings), fast.preview(picture, settings)
+    assert np.abs(a.after.astype(int) - b.after.astype(int)).max() <= 8
+    assert "bfloat16" in b.scores and "bfloat16" not in a.scores
+    exported = [t.export(picture, settings, tmp_path / name) for t, name in ((exact, "a"), (fast, "b"))]
+    assert np.array_equal(*(np.asarray(Image.open(path)) for path in exported))
+    with pytest.raises(AppError, match="preview precision must be one of"):
+        Tuner.load(str(model_dir), preview_precision="float16")

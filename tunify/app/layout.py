@@ -55,7 +55,10 @@ class Models:
     def get(self, name: str | None) -> Tuner:
         name = (name or "").strip() or None
         if name not in self._tuners:
-            tuner = Tuner.load(name, preview_side=next(iter(self._tuners.values())).preview_side)
+            first = next(iter(self._tuners.values()))
+            tuner = Tuner.load(
+                name, preview_side=first.preview_side, preview_precision=first.preview_precision
+            )
             self._tuners[name] = tuner
             while len(self._tuners) > CACHE_SIZE:
                 del self._tuners[next(iter(self._tuners))]

@@ -11,10 +11,17 @@ MAX_UPLOAD = "300mb"  # a 36-megapixel 16-bit PNG fits
 
 
 def create(
-    model: str | Tuner | None = None, *, preview_side: int = PREVIEW_SIDE, max_pixels: int = MAX_PIXELS
+    model: str | Tuner | None = None,
+    *,
+    preview_side: int = PREVIEW_SIDE,
+    preview_precision: str = "float32",
+    max_pixels: int = MAX_PIXELS,
 ) -> gr.Blocks:
     """The app for ``model`` (a name, default the embedded denoiser, or a loaded Tuner), ready to ``launch()``."""
-    tuner = model if isinstance(model, Tuner) else Tuner.load(model, preview_side=preview_side)
+    if isinstance(model, Tuner):
+        tuner = model
+    else:
+        tuner = Tuner.load(model, preview_side=preview_side, preview_precision=preview_precision)
     app = build_app(tuner, max_pixels=max_pixels)
     app.queue(default_concurrency_limit=1)  # one network pass at a time: two would share the same cores
     return app
@@ -26,6 +33,7 @@ def launch(
     host: str = "127.0.0.1",
     port: int | None = None,
     preview_side: int = PREVIEW_SIDE,
+    preview_precision: str = "float32",
     max_pixels: int = MAX_PIXELS,
     block: bool = True,
 ) -> tuple[gr.Blocks, str]:
@@ -34,7 +42,7 @@ def launch(
     ``block=False`` returns at once with the server running in a thread (tests, notebooks); ``app.close()``
     stops it.
     """
-    app = create(model, preview_side=preview_side, max_pixels=max_pixels)
+    app = create(model, preview_side=preview_side, preview_precision=preview_precision, max_pixels=max_pixels)
     _, url, _ = app.launch(
         server_name=host,
         server_port=port,

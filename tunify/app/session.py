@@ -32,6 +32,9 @@ from .synthetic import SyntheticDegradation
 
 MAX_PIXELS = 36_000_000  # about 6000 x 6000: larger pictures are refused (the download would take hours)
 PREVIEW_SIDE = 512  # longest side of the preview output, in pixels
+PREVIEW_PRECISIONS = ("float32", "bfloat16")
+"""The live preview's arithmetic: exact (as ``tunify apply``), or bfloat16 on CPUs with native bfloat16
+(about 2× faster for convolutional networks; a few 8-bit levels off in places). Downloads are float32."""
 
 
 class AppError(ValueError):
@@ -108,8 +111,19 @@ class Tuner:
     """One loaded tunable model and what the page needs to know about it."""
 
     def __init__(
-        self, model: TunableModel, name: str | None = None, preview_side: int = PREVIEW_SIDE
+        self,
+        model: TunableModel,
+        name: str | None = None,
+        preview_side: int = PREVIEW_SIDE,
+        preview_precision: str = "float32",
     ) -> None:
+        if preview_precision not in PREVIEW_PRECISIONS:
+            raise AppError(
+                f"preview precision must be one of {PREVIEW_PRECISIONS}, got {preview_precision!r}"
+            )
+        if preview_precision == "bfloat16" and not bfloat16_is_native():
+            raise AppError("a bfloat16 preview needs a CPU with native bfloat16 (AVX-512 BF16 or AMX)")
+        self.preview_precision = preview_precision
         self.model = model.eval()
         self.name = name
         config = build_config(model)
@@ -127,6 +141,8 @@ class Tuner:
         try:
             model = from_pretrained(name or embedded_model_dir())
             return cls(model, name, **kwargs)
+        except AppError:
+            raise
         except Exception as error:  # any failure to load is the visitor's to see, not the server's to die of
             raise AppError(f"cannot load the model {name or '(embedded default)'}: {error}") from None
 
@@ -167,10 +183,11 @@ class Tuner:
     # -- outputs ------------------------------------------------------------------------------------------
 
     def run(self, x: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
-        """One pass of the network."""
+        """One pass of the network, at the preview's precision."""
+        fast = self.preview_precision == "bfloat16"
         try:
-            with torch.inference_mode():
-                return self.model(fast_layout(self.model, x), omega=omega).contiguous()
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
+                return self.model(fast_layout(self.model, x), omega=omega).float().contiguous()
         except ValueError as error:  # ω the model refuses (range, shape)
             raise AppError(str(error)) from None
 
@@ -183,6 +200,8 @@ class Tuner:
         seconds = time.perf_counter() - start
         before = x if self.scale == 1 else F.interpolate(x, scale_factor=self.scale, mode="nearest")
         scores = self.scores(y, x, reference, omega)
+        if self.preview_precision != "float32":
+            scores += f"  \n_Preview in {self.preview_precision}; the download is computed in float32._"
         return Result(_uint8(before), _uint8(y), scores, seconds)
 
     def scores(
@@ -224,6 +243,11 @@ class Tuner:
         directory = Path(directory or tempfile.mkdtemp(prefix="tunify-app-"))
         name = f"{picture.path.stem}_omega_{fmt(settings.omega).replace(',', '_')}.png"
         return write_result(y, picture.path, directory / name, text=text)
+
+
+def bfloat16_is_native() -> bool:
+    """Whether this CPU computes bfloat16 convolutions natively (oneDNN on AVX-512 BF16 or AMX)."""
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def _uint8(img: torch.Tensor) -> np.ndarray:

@@ -25,6 +25,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="longest side of the live preview in pixels (default 512)",
     )
     parser.add_argument(
+        "--preview-precision",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="arithmetic of the live preview: float32 (exact, as tunify apply) or bfloat16 (about 2x faster "
+        "on CPUs with native bfloat16, a few 8-bit levels off in places); downloads are always float32",
+    )
+    parser.add_argument(
         "--export-space", metavar="DIR", help="write a Hugging Face Space for --model (a Hub repo id) to DIR"
     )
     parser.set_defaults(run=run)
@@ -45,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--preview-side must be at least 16, got {args.preview_side}")
     from ..app import Tuner
 
-    tuner = Tuner.load(args.model, preview_side=args.preview_side)  # a bad model fails before gradio loads
+    tuner = Tuner.load(
+        args.model, preview_side=args.preview_side, preview_precision=args.preview_precision
+    )  # a bad model fails before gradio loads
     from ..app.serve import launch
 
     launch(tuner, host=args.host, port=args.port)
