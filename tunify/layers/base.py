@@ -223,6 +223,9 @@ class TunableLayer(OmegaReader):
 
     def __getattr__(self, name: str) -> Any:
         """Tunable tensors (``weight``, ``bias``) as tensors; hyper-parameters read through to the base layer."""
+        modules = self.__dict__.get("_modules", {})
+        if name in modules:  # base_layer, source, phi: on every call, so looked up first
+            return modules[name]
         try:
             return super().__getattr__(name)
         except AttributeError:
