@@ -277,11 +277,19 @@ def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
     levels = {name: blur_noise(rho=r, sigma=s) for (r, s), name in names.items()}
     n = args.noise_blur_images
 
-    def reference(net: nn.Module) -> dict[str, float]:
+    per_level: dict[str, dict[str, dict[str, float]]] = {}
+
+    def reference(label: str, net: nn.Module) -> dict[str, float]:
         ref = evaluate(FixedOmega(net), omegas[:1], args, args.sigmas, None, levels, images=n)
+        per_level[label] = {
+            name: {lv: v["psnr"][0] for lv, v in ref[name]["per_level"].items()} for name in DATASETS
+        }
         return {name: ref[name]["psnr"][0] for name in DATASETS}
 
-    references = {"input": reference(nn.Identity()), "pretrained": reference(pretrained())}
+    references = {
+        "input": reference("input", nn.Identity()),
+        "pretrained": reference("pretrained", pretrained()),
+    }
     net = pretrained()
     if args.noise_blur_stage1_steps:
         restorer = FixedOmega(net)
@@ -295,7 +303,7 @@ def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
             steps=args.noise_blur_stage1_steps,
             lr=args.noise_blur_stage1_lr,
         ).net
-        references["stage1"] = reference(net)
+        references["stage1"] = reference("stage1", net)
         print(f"[noise_blur] mean PSNR {json.dumps(references)}", flush=True)
     tmodel = tunify.convert(net, p=2, independent=True)
     if args.noise_blur_stage1_steps and args.anchor:
@@ -319,7 +327,12 @@ def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
 
     grid = evaluate(model, omegas, args, args.sigmas, target_fn=target, degradations=levels, images=n)
     grid_image(model, args)
-    return {"omegas": omegas.tolist(), "tunify": grid, "reference_psnr": references}
+    return {
+        "omegas": omegas.tolist(),
+        "tunify": grid,
+        "reference_psnr": references,
+        "reference_psnr_per_level": per_level,
+    }
 
 
 def grid_image(model: nn.Module, args: argparse.Namespace) -> None:
@@ -381,7 +394,42 @@ def noise_blur_markdown(nb: dict[str, Any]) -> str:
     }
     for label, values in nb["reference_psnr"].items():
         lines.append(f"| {titles[label]} | " + " | ".join(fmt(values[n]) for n in DATASETS) + " |")
+    pretrained_levels = nb.get("reference_psnr_per_level", {}).get("pretrained")
+    if pretrained_levels:
+        lines += ["", "| level | " + " | ".join(f"ω (0, 0) − pretrained, {n}" for n in DATASETS) + " |"]
+        lines.append("|---|" + "---:|" * len(DATASETS))
+        for level in pretrained_levels[DATASETS[0]]:
+            gains = [
+                nb["tunify"][n]["per_level"][level]["psnr"][0] - pretrained_levels[n][level] for n in DATASETS
+            ]
+            lines.append(f"| {level} | " + " | ".join(f"{g:+.2f}" for g in gains) + " |")
     return "\n".join(lines) + "\n"
+
+
+def noise_blur_plot(nb: dict[str, Any], path: Path) -> None:
+    """PSNR at each corner against the paper's (Table 3), with the pretrained network and stage 1 as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    corners = [tuple(w) for w in nb["omegas"] if tuple(w) != (0.5, 0.5)]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for ax, name in zip(axes, DATASETS, strict=True):
+        ours = [nb["tunify"][name]["psnr"][nb["omegas"].index(list(c))] for c in corners]
+        paper = [PAPER_TABLE3[(1 - c[0], c[1])][name] for c in corners]
+        xs = range(len(corners))
+        ax.bar([x - 0.2 for x in xs], ours, 0.4, label="tunify (this run)")
+        ax.bar([x + 0.2 for x in xs], paper, 0.4, label="paper, Table 3")
+        for label, style in (("pretrained", "--"), ("stage1", ":")):
+            if label in nb["reference_psnr"]:
+                ax.axhline(nb["reference_psnr"][label][name], ls=style, c="k", label=label)
+        ax.set_xticks(list(xs), [f"ω=({c[0]:g}, {c[1]:g})" for c in corners])
+        ax.set(ylabel="PSNR to the clean image (dB)", title=f"{name}: noise + blur corners", ylim=(15, None))
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -502,6 +550,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.task == "noise_blur":
         out: dict[str, Any] = {"config": config, "noise_blur": run_noise_blur(args)}
         md = noise_blur_markdown(out["noise_blur"])
+        noise_blur_plot(out["noise_blur"], stem.with_name(f"{args.name}_psnr.png"))
     else:
         results = run_tradeoff(args)
         strips = results.pop("strips")
