@@ -94,7 +94,6 @@ def _per_sample_outputs_and_grads(conv: nn.Module, x: torch.Tensor, omega: torch
     with pytest.MonkeyPatch.context() as patch:
         for limit in ("LOOP_MIN_PIXELS", "LOOP_MIN_MACS"):
             patch.setattr(conv_module, limit, 0 if path == "loop" else 10**12)
-        patch.setattr(conv_module.TunableConv, "_vertices_cheaper", lambda self, x: path == "vertices")
         if path != "pointwise":
             patch.setattr(conv_module, "_pointwise", lambda conv: False)
         x = x.clone().requires_grad_(True)
@@ -108,13 +107,13 @@ def _per_sample_outputs_and_grads(conv: nn.Module, x: torch.Tensor, omega: torch
 @settings(max_examples=25, deadline=None)
 @given(case=conv_cases, p=st.integers(1, 3), independent=st.booleans())
 def test_conv_per_sample_paths_agree(case: dict, p: int, independent: bool) -> None:
-    """Folded groups, one convolution per sample, vertex kernels and (1×1) batched matmul: one function."""
+    """Folded groups, one convolution per sample and (1×1) batched matmul: one function."""
     conv, x = make_conv(case)
     tunable = factory_for(conv)(conv, p, kernels=p + 1 if independent else None)
     spread_copies(tunable, scale=0.5)
     omega = torch.rand(x.shape[0], p)
     y, grads = _per_sample_outputs_and_grads(tunable, x, omega, "fold")
-    for path in ("loop", "vertices", "pointwise"):
+    for path in ("loop", "pointwise"):
         y_path, grads_path = _per_sample_outputs_and_grads(tunable, x, omega, path)
         torch.testing.assert_close(y_path, y, atol=1e-5, rtol=1e-4)
         for g_path, g in zip(grads_path, grads, strict=True):

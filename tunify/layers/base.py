@@ -94,10 +94,12 @@ class OmegaReader(nn.Module):
     def alpha(self, omega: Tensor | None = None) -> Tensor:
         """α = φ(ω): (kernels,) for a shared ω, (B, kernels) per sample, (B, kernels, *S) for a map."""
         omega = self.omega() if omega is None else omega
-        omega = omega.to(self.phi.weight.dtype)
+        phi = self._modules["phi"]
+        weight, bias = phi.weight, phi.bias
+        omega = omega.to(weight.dtype)
         if omega_form(omega) == "map":
-            return self.phi(omega.movedim(1, -1)).movedim(-1, 1)
-        return self.phi(omega)
+            return F.linear(omega.movedim(1, -1), weight, bias).movedim(-1, 1)
+        return F.linear(omega, weight, bias)  # not phi(ω): a module call costs more than the product
 
     def alpha_float32(self, omega: Tensor) -> Tensor:
         """α at a shared ω computed in float32, for baking (a half-precision φ would round α)."""

@@ -5,9 +5,8 @@ the groups of a single grouped convolution (``groups = B·g``): the arithmetic o
 one kernel launch. On the CPU, oneDNN's grouped convolution (its backward above all) is up to 2.5× slower
 than a plain one on large feature maps and wide layers, so there each sample runs its own convolution once
 a sample is large enough (:data:`LOOP_MIN_PIXELS`, :data:`LOOP_MIN_MACS`; crossovers measured on 2 cores).
-On small maps with wide kernels, mixing a kernel per sample costs more than the convolution itself, and a
-convolution with all vertex kernels at once, mixed afterwards, is used instead. A per-pixel ω map runs the convolution with the
-source's vertex kernels and mixes the outputs pixel by pixel (a convolution is linear in its kernel, so
+Per-sample 1×1 convolutions are one batched matrix product. A per-pixel ω map runs the convolution with
+the source's vertex kernels and mixes the outputs pixel by pixel (a convolution is linear in its kernel, so
 this is exactly Σ_i α_i(x)·(k_i ∗ input)(x) + Σ_i α_i(x)·b_i), with the map resampled to the output grid.
 """
 
@@ -136,8 +135,6 @@ class TunableConv(_TunableConvBase):
     """Tunable counterpart of ``nn.Conv1d``/``nn.Conv2d``/``nn.Conv3d``."""
 
     def _per_sample(self, x: Tensor, omega: Tensor, extra: tuple) -> Tensor:
-        if self._vertices_cheaper(x):
-            return self._per_sample_by_vertices(x, omega, extra)
         if not _pointwise(self.base_layer) or x.shape[0] != omega.shape[0]:
             return super()._per_sample(x, omega, extra)
         tensors = self.source(self.alpha(omega))
@@ -149,36 +146,6 @@ class TunableConv(_TunableConvBase):
         else:
             y = torch.bmm(weight, rows)
         return y.view(b, -1, *spatial)
-
-    def _vertices_cheaper(self, x: Tensor) -> bool:
-        """Mixing per sample writes B kernels of Cin/g·∏k values per output channel; convolving with the
-        vertex kernels instead writes ``kernels`` outputs per pixel. On small feature maps (deep U-Net
-        levels) the kernels are the larger of the two."""
-        conv = self.base_layer
-        per_output_channel = conv.in_channels // conv.groups * math.prod(conv.kernel_size)
-        return x.ndim == self.ndim + 2 and per_output_channel > self.kernels * x.shape[2:].numel()
-
-    def _per_sample_by_vertices(self, x: Tensor, omega: Tensor, extra: tuple) -> Tensor:
-        """y = Σ_i α_i·(k_i ∗ x) + constant ∗ x, with all vertex kernels in one convolution (a convolution
-        is linear in its kernel, as for per-pixel ω)."""
-        check_rows(omega, x.shape[0], type(self.base_layer).__name__)
-        constant, slopes = self.vertices()
-        groups = self.base_layer.groups
-        weight = slopes["weight"]  # [kernels, Cout, Cin/g, *k] → output channels ordered (g, kernel, Cout/g)
-        kernels, cout = weight.shape[:2]
-        weight = weight.unflatten(1, (groups, cout // groups)).transpose(0, 1).flatten(0, 2)
-        bias = slopes.get("bias")
-        if bias is not None:
-            bias = bias.unflatten(1, (groups, cout // groups)).transpose(0, 1).flatten()
-        y = self._run(x, weight, bias, groups, extra)
-        spatial = y.shape[2:]
-        y = y.view(y.shape[0], groups, kernels, cout // groups, *spatial)
-        alpha = self.alpha(omega).repeat_interleave(x.shape[0] // omega.shape[0], dim=0)  # [rows, kernels]
-        alpha = alpha.to(y.dtype).view(-1, 1, kernels, 1, *(1,) * len(spatial))
-        y = (y * alpha).sum(2).flatten(1, 2)
-        if constant is not None:
-            y = y + self._run(x, constant["weight"], constant.get("bias"), None, extra)
-        return y
 
     def _run(
         self, x: Tensor, weight: Tensor, bias: Tensor | None, groups: int | None, extra: tuple
