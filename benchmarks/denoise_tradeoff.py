@@ -1,7 +1,7 @@
 """Fidelity vs noise preservation from the real pretrained CDnCNN-B: tunify against DNI (paper Table 1).
 
     python benchmarks/denoise_tradeoff.py                      # Table 1 at CPU-scale defaults (see README)
-    python benchmarks/denoise_tradeoff.py --task noise_blur    # Table 3: joint noise + blur, two stages
+    python benchmarks/denoise_tradeoff.py --task noise_blur --patch 48   # Table 3: joint noise + blur, two stages
     python benchmarks/denoise_tradeoff.py --steps 20000 --batch 16 --patch 64 --eval-crop 0 --images 0 --device cuda
 
 From the same start (CDnCNN-B) and with the same budget it fine-tunes on CBSD432 (σ ~ U[5, 30]):
@@ -500,10 +500,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--noise-blur-stage1-steps",
         type=int,
-        default=600,
+        default=2400,
         help="steps of the plain restorer (0: no stage 1)",
     )
-    p.add_argument("--noise-blur-stage1-lr", type=float, default=5e-5, help="its lr")
+    p.add_argument("--noise-blur-stage1-lr", type=float, default=1e-4, help="its lr")
     p.add_argument("--noise-blur-steps", type=int, default=300, help="steps of the tunable stage")
     p.add_argument("--noise-blur-lr", type=float, default=1e-4, help="its lr")
     p.add_argument("--noise-blur-sampler", default="corner_biased", help="ω sampler of the tunable stage")
