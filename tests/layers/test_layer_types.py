@@ -120,6 +120,18 @@ def test_conv_per_sample_paths_agree(case: dict, p: int, independent: bool) -> N
             torch.testing.assert_close(g_path, g, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv_transpose_per_sample_paths_agree(groups: int) -> None:
+    conv = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=groups)
+    tunable = spread_copies(factory_for(conv)(conv, 2), scale=0.5)
+    x, omega = torch.randn(3, 4, 5, 6), torch.rand(3, 2)
+    y, grads = _per_sample_outputs_and_grads(tunable, x, omega, "fold")
+    y_loop, grads_loop = _per_sample_outputs_and_grads(tunable, x, omega, "loop")
+    torch.testing.assert_close(y_loop, y, atol=1e-5, rtol=1e-4)
+    for g_loop, g in zip(grads_loop, grads, strict=True):
+        torch.testing.assert_close(g_loop, g, atol=1e-4, rtol=1e-4)
+
+
 @settings(max_examples=20, deadline=None)
 @given(
     ndim=st.sampled_from([1, 2, 3]),
