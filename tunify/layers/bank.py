@@ -55,9 +55,7 @@ class CopyStack(nn.Module):
     def mix(self, alpha: Tensor) -> Tensor:
         """Σ_i α_i t_i: the tensor's shape for α (kernels,), (B, *shape) for α (B, kernels)."""
         lead = alpha.shape[:-1]
-        if (
-            len(self._parameters) == 1
-        ):  # nothing anchored: one product (this runs for every layer, every step)
+        if len(self._parameters) == 1:  # nothing anchored: one product (runs for every layer, every step)
             (part,) = self._parameters.values()
             return (alpha.to(part.dtype) @ part.flatten(1)).view(*lead, *self.shape)
         alpha = alpha.reshape(-1, self.kernels)

@@ -22,11 +22,11 @@ from .base import SourceFactory, TunableLayer
 from .omega import check_rows, map_on_grid, note_grid, omega_form
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 LOOP_MIN_PIXELS = 56 * 56
 LOOP_MIN_MACS = 4_000_000
 """From this many input pixels, or multiply-adds, per sample a CPU per-sample convolution loops over them."""
-_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
 def _pointwise(conv: nn.Module) -> bool:
