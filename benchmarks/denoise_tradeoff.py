@@ -43,7 +43,7 @@ from tunify.objectives import (
 )
 from tunify.objectives import noise_preservation_target as kept_noise
 from tunify.strategies import dni
-from tunify.train import TrainConfig, Trainer
+from tunify.train import TrainConfig, Trainer, load_weights, save_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -291,7 +291,11 @@ def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
         "pretrained": reference("pretrained", pretrained()),
     }
     net = pretrained()
-    if args.noise_blur_stage1_steps:
+    saved = args.noise_blur_stage1_weights
+    if args.noise_blur_stage1_steps and saved is not None and saved.is_file():
+        net.load_state_dict(load_weights(saved))  # stage 1 of an earlier run with these settings
+        print(f"[noise_blur] stage 1 read from {recorded(saved)}", flush=True)
+    elif args.noise_blur_stage1_steps:
         restorer = FixedOmega(net)
         net = train(
             restorer,
@@ -303,6 +307,9 @@ def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
             steps=args.noise_blur_stage1_steps,
             lr=args.noise_blur_stage1_lr,
         ).net
+        if saved is not None:
+            save_weights(net, saved)
+    if args.noise_blur_stage1_steps:
         references["stage1"] = reference("stage1", net)
         print(f"[noise_blur] mean PSNR {json.dumps(references)}", flush=True)
     tmodel = tunify.convert(net, p=2, independent=True)
@@ -504,6 +511,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="steps of the plain restorer (0: no stage 1)",
     )
     p.add_argument("--noise-blur-stage1-lr", type=float, default=1e-4, help="its lr")
+    p.add_argument(
+        "--noise-blur-stage1-weights",
+        type=Path,
+        help="safetensors file: stage 1 is saved there, and read instead of trained when it exists (to rerun "
+        "stage 2 or the evaluation; the caller keeps the file in step with the stage-1 options)",
+    )
     p.add_argument("--noise-blur-steps", type=int, default=300, help="steps of the tunable stage")
     p.add_argument("--noise-blur-lr", type=float, default=1e-4, help="its lr")
     p.add_argument("--noise-blur-sampler", default="corner_biased", help="ω sampler of the tunable stage")
