@@ -232,3 +232,27 @@ def test_inference_cache_of_tunable_tensors() -> None:
         expected = tmodel(x, omega=omega.clone()).detach()
     torch.testing.assert_close(second, expected)
     assert not torch.allclose(first, second)
+
+
+class _Double(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * x
+
+
+def test_tunable_tensor_reads_follow_parametrize() -> None:
+    """Reading a tunable tensor takes a shortcut past parametrize's getter, but gives what parametrize
+    gives: under ``parametrize.cached()`` and with a user's parametrisation chained after ours."""
+    from torch.nn.utils import parametrize
+
+    torch.manual_seed(0)
+    tmodel = spread_copies(tunify.convert(ScaledNet(), 2, parameters=["scale"]), scale=0.5)
+    module, omega = tmodel.base_model, torch.tensor([0.2, 0.8])
+    copies = module.parametrizations.scale
+    expected = 0.2 * copies.original0 + 0.8 * copies.original1  # φ starts as α = ω
+    with tunify.use_omega(omega):
+        torch.testing.assert_close(module.scale, expected)
+        with parametrize.cached():
+            assert module.scale is module.scale  # parametrize's own cache answers
+            torch.testing.assert_close(module.scale, expected)
+        parametrize.register_parametrization(module, "scale", _Double(), unsafe=True)
+        torch.testing.assert_close(module.scale, 2 * expected)

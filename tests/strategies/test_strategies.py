@@ -118,6 +118,46 @@ def test_trained_network_per_sample_per_pixel_and_bake_agree(case: str) -> None:
         assert state_numel(plain) == state_numel(original)
 
 
+class PooledNet(nn.Module):
+    """Channel attention on pooled features and a linear head: layers that see one vector per sample."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.attention = nn.Conv2d(6, 6, 1)
+        self.head = nn.Linear(6, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv(x)
+        h = h * torch.sigmoid(self.attention(h.mean((2, 3), keepdim=True)))
+        return self.head(h.mean((2, 3)))
+
+
+@pytest.mark.parametrize("case", ["kernels", "lowrank", "atoms", "ftn"])
+@pytest.mark.parametrize("independent", [False, True])
+def test_one_vector_per_sample_matches_each_sample_alone(case: str, independent: bool) -> None:
+    """Outputs and every gradient of a per-sample call equal those of the samples run one by one."""
+    tmodel = train_a_little(convert(case, PooledNet(), independent=independent))
+    x, omega = torch.randn(3, 3, 6, 6), torch.rand(3, 2)
+
+    def outputs_and_grads(together: bool) -> tuple[Tensor, dict[str, Tensor]]:
+        tmodel.zero_grad(set_to_none=True)
+        if together:
+            y = tmodel(x, omega=omega)
+        else:
+            y = torch.cat([tmodel(x[i : i + 1], omega=omega[i]) for i in range(len(x))])
+        y.square().sum().backward()
+        return y.detach(), {n: t.grad for n, t in tmodel.named_parameters() if t.grad is not None}
+
+    y, grads = outputs_and_grads(together=True)
+    y_alone, grads_alone = outputs_and_grads(together=False)
+    torch.testing.assert_close(y, y_alone, atol=1e-5, rtol=1e-4)
+    assert grads.keys() == grads_alone.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, grads_alone[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
 @pytest.mark.parametrize("case", DELTA)
 def test_report_counts_what_the_state_dict_gains(case: str) -> None:
     original = state_numel(conv_net())

@@ -14,7 +14,7 @@ still summing to one, and a different network at every corner of [0, 1]^p.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import torch
@@ -156,9 +156,8 @@ def _same_omega(a: tuple | None, b: tuple | None) -> bool:
     return a == b if a[0] == "values" == b[0] else False
 
 
-def _is_batched(omega: Tensor) -> bool:
-    """Whether ω is a per-sample row under ``torch.func.vmap`` (never cached, never stored)."""
-    return torch._C._functorch.is_batchedtensor(omega)
+_is_batched: Callable[[Tensor], bool] = torch._C._functorch.is_batchedtensor
+"""Whether ω is a per-sample row under ``torch.func.vmap`` (never cached, never stored)."""
 
 
 def get_tensor(module: nn.Module, name: str) -> Tensor | None:
@@ -271,14 +270,33 @@ class TunableLayer(OmegaReader):
         """The source's constant tensors (None if linear) and α-slopes [kernels, *shape], for per-pixel ω."""
         return self.cached(None, self._mixed_from(), "vertices", self.source.vertices)
 
-    def _mixed_from(self) -> list[Tensor]:
+    def per_sample_vectors(self, x: Tensor, omega: Tensor) -> Tensor:
+        """``x_b W_bᵀ + b_b`` for one vector per sample (x (B, in) → (B, out)), through the vertices.
+
+        With one vector per sample (channel attention on pooled features, an MLP on an embedding) building
+        B weights costs more than the product itself; running the input through every vertex weight in one
+        matrix product and mixing the B × kernels results does not (the layer is linear in its weight).
+        """
+        constant, slopes = self.vertices()
+        weight = slopes["weight"]
+        kernels, out = weight.shape[:2]
+        y = F.linear(x, weight.reshape(kernels * out, -1)).view(x.shape[0], kernels, out)
+        alpha = self.alpha(omega).to(y.dtype)  # [B, kernels]
+        y = torch.bmm(alpha.unsqueeze(1), y).squeeze(1)
+        if "bias" in slopes:
+            y = y + alpha @ slopes["bias"]
+        if constant is not None:
+            y = y + F.linear(x, constant["weight"].reshape(out, -1), constant.get("bias"))
+        return y
+
+    def _mixed_from(self) -> Iterator[Tensor]:
         """The parameters of φ and the source, read afresh each call (anchoring or torch.export may replace
         them); only the list of modules that own them is kept, while ``phi`` and ``source`` stay the same."""
         phi, source = self._modules["phi"], self._modules["source"]
         owners = self.__dict__.get("_owners")
         if owners is None or owners[0] is not phi or owners[1] is not source:
             owners = self.__dict__["_owners"] = (phi, source, (phi, *source.modules()))
-        return [t for m in owners[2] for t in m._parameters.values() if t is not None]
+        return (t for m in owners[2] for t in m._parameters.values() if t is not None)
 
     def anchor(self, index: int) -> None:
         super().anchor(index)

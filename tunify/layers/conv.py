@@ -5,9 +5,11 @@ the groups of a single grouped convolution (``groups = B·g``): the arithmetic o
 one kernel launch. On the CPU, oneDNN's grouped convolution (its backward above all) is up to 2.5× slower
 than a plain one on large feature maps and wide layers, so there each sample runs its own convolution once
 a sample is large enough (:data:`LOOP_MIN_PIXELS`, :data:`LOOP_MIN_MACS`; crossovers measured on 2 cores).
-Per-sample 1×1 convolutions are one batched matrix product. A per-pixel ω map runs the convolution with
-the source's vertex kernels and mixes the outputs pixel by pixel (a convolution is linear in its kernel, so
-this is exactly Σ_i α_i(x)·(k_i ∗ input)(x) + Σ_i α_i(x)·b_i), with the map resampled to the output grid.
+Per-sample 1×1 convolutions are one batched matrix product, or on a 1×1 map (pooled features) one product
+with every vertex kernel (:meth:`~tunify.layers.TunableLayer.per_sample_vectors`). A per-pixel ω map runs
+the convolution with the source's vertex kernels and mixes the outputs pixel by pixel (a convolution is
+linear in its kernel, so this is exactly Σ_i α_i(x)·(k_i ∗ input)(x) + Σ_i α_i(x)·b_i), with the map
+resampled to the output grid.
 """
 
 from __future__ import annotations
@@ -63,13 +65,6 @@ def _unfold(y: Tensor, b: int, k: int) -> Tensor:
     return y.view(k, b, bc // b, *spatial).transpose(0, 1).reshape(b * k, bc // b, *spatial)
 
 
-def _add_bias(y: Tensor, bias: Tensor | None, k: int, ndim: int) -> Tensor:
-    """Add per-sample biases [B, C] to outputs of B·k rows."""
-    if bias is None:
-        return y
-    return y + bias.repeat_interleave(k, dim=0).view(*y.shape[:2], *(1,) * ndim)
-
-
 class _TunableConvBase(TunableLayer):
     """What plain and transposed convolutions share: dispatch on the form of ω, per-pixel mixing."""
 
@@ -92,17 +87,18 @@ class _TunableConvBase(TunableLayer):
         tensors = self.source(self.alpha(omega))  # weight [B, *shape], bias [B, Cout]
         b = omega.shape[0]
         if _loop_over_samples(self.base_layer, x, self.ndim):
-            bias = tensors.get("bias")
+            # unbind, not indexing: its backward stacks the B gradients once instead of adding B full-size
+            # zero-padded ones
+            weights = tensors["weight"].unbind()
+            biases = tensors["bias"].unbind() if "bias" in tensors else (None,) * b
             rows = x.chunk(b)  # sample i's k consecutive rows
-            outs = [
-                self._run(r, tensors["weight"][i], None if bias is None else bias[i], None, extra)
-                for i, r in enumerate(rows)
-            ]
+            outs = [self._run(r, w, c, None, extra) for r, w, c in zip(rows, weights, biases, strict=True)]
             return torch.cat(outs)
         xf, k = _fold(x, b)
         weight = tensors["weight"].flatten(0, 1)
-        y = _unfold(self._run(xf, weight, None, self.base_layer.groups * b, extra), b, k)
-        return _add_bias(y, tensors.get("bias"), k, self.ndim)
+        bias = tensors.get("bias")  # [B, Cout] flattened is the folded convolution's bias, sample-major
+        bias = None if bias is None else bias.flatten()
+        return _unfold(self._run(xf, weight, bias, self.base_layer.groups * b, extra), b, k)
 
     def _per_pixel(self, x: Tensor, omega: Tensor, extra: tuple) -> Tensor:
         constant, slopes = self.vertices()
@@ -137,8 +133,10 @@ class TunableConv(_TunableConvBase):
     def _per_sample(self, x: Tensor, omega: Tensor, extra: tuple) -> Tensor:
         if not _pointwise(self.base_layer) or x.shape[0] != omega.shape[0]:
             return super()._per_sample(x, omega, extra)
-        tensors = self.source(self.alpha(omega))
         b, c, *spatial = x.shape
+        if math.prod(spatial) == 1:  # pooled features (channel attention): one vector per sample
+            return self.per_sample_vectors(x.reshape(b, c), omega).view(b, -1, *spatial)
+        tensors = self.source(self.alpha(omega))
         weight = tensors["weight"].reshape(b, -1, c)  # [B, Cout, Cin]
         rows = x.reshape(b, c, -1)
         if "bias" in tensors:

@@ -1,7 +1,7 @@
 """Tunable linear layer.
 
 A shared ω mixes the weight once and runs ``F.linear``. Per-sample ω mixes one weight per sample and runs
-one batched matrix multiply; extra leading rows per sample (B·k, as in window attention) and token
+one batched matrix multiply (one vector per sample goes through the vertex weights instead); extra leading rows per sample (B·k, as in window attention) and token
 dimensions ride along in the matrix rows. A linear layer sees no pixel grid, so an ω map acts through its
 average over the image (per sample).
 """
@@ -37,8 +37,10 @@ class TunableLinear(TunableLayer):
             tensors = self.shared_tensors(omega)
             return F.linear(x, tensors["weight"], tensors.get("bias"))
         check_rows(omega, x.shape[0], "Linear")
-        tensors = self.source(self.alpha(omega))  # weight [B, out, in], bias [B, out]
         b = omega.shape[0]
+        if x.ndim == 2 and x.shape[0] == b:  # one vector per sample
+            return self.per_sample_vectors(x, omega)
+        tensors = self.source(self.alpha(omega))  # weight [B, out, in], bias [B, out]
         rows = x.reshape(b, -1, x.shape[-1])  # [B, k·tokens, in]
         if "bias" in tensors:
             y = torch.baddbmm(tensors["bias"].unsqueeze(1), rows, tensors["weight"].transpose(1, 2))

@@ -16,6 +16,7 @@ executing a backward pass.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -158,11 +159,14 @@ def check_omega(
             )
     if torch.compiler.is_compiling():
         return omega  # value checks would break the graph; they ran on the first eager call
-    if not torch.isfinite(omega).all():
+    if not omega.numel():
+        return omega
+    low, high = (v.item() for v in omega.aminmax())  # one reduction: NaN makes both NaN, inf shows in one
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError("omega contains NaN or inf" + (f": {omega.tolist()}" if omega.ndim <= 2 else ""))
-    if not allow_extrapolation and ((omega < 0).any() or (omega > 1).any()):
+    if not allow_extrapolation and (low < 0 or high > 1):
         raise ValueError(
-            f"omega must lie in [0, 1], got values in [{omega.min().item():.4g}, {omega.max().item():.4g}]; "
+            f"omega must lie in [0, 1], got values in [{low:.4g}, {high:.4g}]; "
             "convert with allow_extrapolation=True to go outside"
         )
     return omega

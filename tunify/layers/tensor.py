@@ -64,7 +64,8 @@ class TunableTensor(OmegaReader):
             omega = map_mean(omega)
             form = omega_form(omega)
         if form == "shared":
-            tensors = (*copies, self.phi.weight, self.phi.bias)
+            phi = self._modules["phi"]._parameters
+            tensors = (*copies, phi["weight"], phi["bias"])
             return self.cached(omega, tensors, "shared", lambda: mix(copies, self.alpha(shared_row(omega))))
         if self.needs_vmap:
             raise ValueError(
@@ -86,7 +87,29 @@ def make_tensor_tunable(
     tensor = getattr(module, name)
     tunable = TunableTensor(p, full_name, tuple(tensor.shape), kernels=kernels).to(tensor.device)
     parametrize.register_parametrization(module, name, tunable, unsafe=True)
+    _read_directly(module, name, tunable.kernels)
     return tunable
+
+
+def _read_directly(module: nn.Module, name: str, kernels: int) -> None:
+    """Replace parametrize's getter of ``module.<name>`` by one that calls the :class:`TunableTensor` itself.
+
+    parametrize's getter costs ~10 µs a read (a ModuleList index, a generator, an AttributeError to find
+    the end of the chain) and NAFNet reads β and γ in every block. The shortcut holds while ours is the
+    only parametrisation of the tensor and parametrize's own caching is off; otherwise it defers to the
+    original getter. The property lives on the class parametrize made for this module alone.
+    """
+    original = getattr(type(module), name)
+    keys = tuple(f"original{i}" for i in range(kernels))
+
+    def read(self: nn.Module) -> Tensor:
+        chain = self._modules["parametrizations"]._modules[name]
+        params = chain._parameters
+        if len(chain._modules) != 1 or parametrize._cache_enabled or keys[0] not in params:
+            return original.fget(self)
+        return chain._modules["0"](*(params[k] for k in keys))
+
+    setattr(type(module), name, property(read, original.fset))
 
 
 def anchor_tensor(parametrizations: parametrize.ParametrizationList, index: int) -> None:
