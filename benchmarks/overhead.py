@@ -4,8 +4,8 @@
     python benchmarks/overhead.py --device cuda --repeats 50
 
 Cases: ω shared by the batch, one ω per sample, and an ω map (one ω per pixel, p ≤ 4; its row also gives
-the ratio to the shared-ω layer). Each case times the plain layer and the tunable one alternately (interleaved rounds, median of rounds), so
-both see the same machine state; the printed figure is the ratio tunable / plain.
+the ratio to the shared-ω layer). Each case times the plain layer and the tunable one in alternating rounds,
+so both see the same machine state; the printed figure is the median over rounds of tunable / plain.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -33,18 +34,26 @@ def timed(fn, device: str) -> float:
     return time.perf_counter() - start
 
 
-def compare(plain_fn, tunable_fn, device: str, rounds: int, repeats: int) -> tuple[float, float]:
-    """Median seconds per call of each, measured in alternating rounds."""
-    for _ in range(
-        repeats
-    ):  # warm-up: allocator, thread pool and (for the tunable layer) its inference cache
-        plain_fn()
-        tunable_fn()
+class Timing(NamedTuple):
+    plain: float  # median seconds per call
+    tunable: float
+    ratio: float  # median over rounds of tunable / plain within the round
+
+
+def compare(plain_fn, tunable_fn, device: str, rounds: int, repeats: int) -> Timing:
+    """Both functions timed in alternating rounds; the ratio is taken within each round (which side runs
+    first alternates), so a drift of the machine's speed, frequent on shared virtual machines, cancels."""
+    for _ in range(2):  # warm-up: allocator, thread pool, oneDNN primitives and the inference cache
+        for _ in range(repeats):
+            plain_fn()
+            tunable_fn()
     plain, tunable = [], []
-    for _ in range(rounds):
-        plain.append(timed(lambda: [plain_fn() for _ in range(repeats)], device) / repeats)
-        tunable.append(timed(lambda: [tunable_fn() for _ in range(repeats)], device) / repeats)
-    return statistics.median(plain), statistics.median(tunable)
+    for i in range(rounds):
+        order = ((plain, plain_fn), (tunable, tunable_fn))
+        for times, fn in order if i % 2 == 0 else reversed(order):
+            times.append(timed(lambda fn=fn: [fn() for _ in range(repeats)], device) / repeats)
+    ratio = statistics.median(t / p for p, t in zip(plain, tunable, strict=True))
+    return Timing(statistics.median(plain), statistics.median(tunable), ratio)
 
 
 def step(layer, x, backward: bool):
@@ -93,7 +102,7 @@ def main() -> None:
                         with use_omega(omega):
                             return tunable(x)
 
-                    plain_ms, tunable_ms = compare(
+                    plain_ms, tunable_ms, ratio = compare(
                         step(conv, x, backward),
                         step(tunable_call, x, backward),
                         device,
@@ -107,7 +116,7 @@ def main() -> None:
                         backward=backward,
                         plain_ms=1e3 * plain_ms,
                         tunable_ms=1e3 * tunable_ms,
-                        ratio=tunable_ms / plain_ms,
+                        ratio=ratio,
                     )
                     shared = next(
                         (
@@ -132,7 +141,7 @@ def main() -> None:
             tunify.convert(nn.Sequential(nn.Conv2d(c, c, 3, padding=1)).to(device), 2),
             torch.tensor([0.3, 0.7]),
         )
-        plain_ms, baked_ms = compare(
+        plain_ms, baked_ms, baked_ratio = compare(
             step(model, x, False), step(baked, x, False), device, args.rounds, args.repeats
         )
         rows.append(
@@ -143,7 +152,7 @@ def main() -> None:
                 backward=False,
                 plain_ms=1e3 * plain_ms,
                 tunable_ms=1e3 * baked_ms,
-                ratio=baked_ms / plain_ms,
+                ratio=baked_ratio,
             )
         )
         print(
