@@ -97,7 +97,8 @@ def _read_directly(module: nn.Module, name: str, kernels: int) -> None:
     parametrize's getter costs ~10 µs a read (a ModuleList index, a generator, an AttributeError to find
     the end of the chain) and NAFNet reads β and γ in every block. The shortcut holds while ours is the
     only parametrisation of the tensor and parametrize's own caching is off; otherwise it defers to the
-    original getter. The property lives on the class parametrize made for this module alone.
+    original getter. The property goes on the class parametrize made for this module (deep copies share
+    that class; the getter reads everything from the instance).
     """
     original = getattr(type(module), name)
     keys = tuple(f"original{i}" for i in range(kernels))
