@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "strip_image",
         "fixed_noise",
     }
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in skip}
+    config = {k: dt.recorded(v) for k, v in vars(args).items() if k not in skip}
     out: dict[str, Any] = {"config": config, **results, "seconds": round(time.time() - start)}
     stem = args.out / args.name
     stem.with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
@@ -290,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     stem.with_suffix(".md").write_text(md)
     dt.plot(out, stem.with_name(f"{args.name}_psnr.png"))
     print(md, flush=True)
-    print(f"done in {out['seconds']}s -> {stem}.json", flush=True)
+    print(f"done in {out['seconds']}s -> {dt.recorded(stem)}.json", flush=True)
 
 
 if __name__ == "__main__":
