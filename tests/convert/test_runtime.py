@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import threading
@@ -232,6 +233,13 @@ def test_inference_cache_of_tunable_tensors() -> None:
         expected = tmodel(x, omega=omega.clone()).detach()
     torch.testing.assert_close(second, expected)
     assert not torch.allclose(first, second)
+    clone = copy.deepcopy(tmodel)  # the copy's cache watches the copy's tensors, not the original's
+    with torch.no_grad():
+        clone(x, omega=omega)
+        clone.base_model.parametrizations.scale.original0.mul_(3.0)
+        moved = clone(x, omega=omega)
+    with torch.enable_grad():
+        torch.testing.assert_close(moved, clone(x, omega=omega.clone()).detach())
 
 
 class _Double(nn.Module):

@@ -14,7 +14,7 @@ still summing to one, and a different network at every corner of [0, 1]^p.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -110,50 +110,46 @@ class OmegaReader(nn.Module):
         self.phi.requires_grad_(False)
 
     def cached(
-        self, key_omega: Tensor | None, tensors: Iterable[Tensor], slot: str, fn: Callable[[], T]
+        self, key_omega: Tensor | None, watched: Sequence[dict[str, Any]], slot: str, fn: Callable[[], T]
     ) -> T:
-        """``fn()``, kept at inference until ``key_omega`` or any of ``tensors`` changes.
+        """``fn()``, kept at inference until ``key_omega`` or a parameter in ``watched`` changes.
 
         So a network applied image after image with one ω mixes its kernels once and then costs what the
-        original costs. Without autograd the result is keyed on the ω tensor object and version counters
-        (bumped by every in-place update), and on where the tensors live (``.to()``, ``.half()``). Tensors
-        made under ``torch.inference_mode`` have no version counter: ω is then compared by value, and
-        weights without one are never cached. This runs on every call of every layer, so it stays lean.
+        original costs. ``watched`` holds the ``_parameters`` dicts that ``fn`` reads, so a replaced
+        parameter shows too. Without autograd the result is keyed on the ω tensor object and version
+        counters (bumped by every in-place update), and on where the parameters live (``.to()``,
+        ``.half()``, ``.data =``). Tensors made under ``torch.inference_mode`` have no version counter: ω is
+        then compared by value, and weights without one are never cached. This runs on every call of every
+        layer, so it stays lean: one comprehension, keys compared with ``==``.
         """
         if torch.is_grad_enabled() or torch.compiler.is_compiling():
             return fn()
         if key_omega is not None and _is_batched(key_omega):
             return fn()
         try:
-            weights = [(t._version, t.data_ptr()) for t in tensors]
+            weights = [
+                (t._version, t.data_ptr()) for params in watched for t in params.values() if t is not None
+            ]
         except RuntimeError:  # an inference-mode tensor: no version counter, so never cached
             return fn()
         omega_key = _omega_key(key_omega)
         cache = self.__dict__.setdefault("_cache", {})
         hit = cache.get(slot)
-        if hit is not None and hit[0] == weights and _same_omega(hit[1], omega_key):
+        if hit is not None and hit[1] == omega_key and hit[0] == weights:
             return hit[2]
         result = fn()
-        cache[slot] = (weights, omega_key, result)
+        cache[slot] = (weights, omega_key, result, key_omega)  # ω kept alive: its id stays its own
         return result
 
 
 def _omega_key(omega: Tensor | None) -> tuple | None:
-    """What identifies ω for the cache: the tensor and its version, or its values when it has no version."""
+    """What identifies ω for the cache: the tensor's id and version, or its values when it has no version."""
     if omega is None:
         return None
     try:
-        return ("tensor", omega, omega._version)
+        return ("tensor", id(omega), omega._version)
     except RuntimeError:  # made under torch.inference_mode
         return ("values", tuple(omega.reshape(-1).tolist()), omega.device)
-
-
-def _same_omega(a: tuple | None, b: tuple | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    if a[0] == "tensor" == b[0]:
-        return a[1] is b[1] and a[2] == b[2]
-    return a == b if a[0] == "values" == b[0] else False
 
 
 _is_batched: Callable[[Tensor], bool] = torch._C._functorch.is_batchedtensor
@@ -263,12 +259,12 @@ class TunableLayer(OmegaReader):
     def shared_tensors(self, omega: Tensor) -> dict[str, Tensor]:
         """Every tunable tensor at a shared ω ((p,) or (1, p)), cached at inference (:meth:`cached`)."""
         return self.cached(
-            omega, self._mixed_from(), "shared", lambda: self.source(self.alpha(shared_row(omega)))
+            omega, self.watched(), "shared", lambda: self.source(self.alpha(shared_row(omega)))
         )
 
     def vertices(self) -> tuple[dict[str, Tensor] | None, dict[str, Tensor]]:
         """The source's constant tensors (None if linear) and α-slopes [kernels, *shape], for per-pixel ω."""
-        return self.cached(None, self._mixed_from(), "vertices", self.source.vertices)
+        return self.cached(None, self.watched(), "vertices", self.source.vertices)
 
     def per_sample_vectors(self, x: Tensor, omega: Tensor) -> Tensor:
         """``x_b W_bᵀ + b_b`` for one vector per sample (x (B, in) → (B, out)), through the vertices.
@@ -289,14 +285,16 @@ class TunableLayer(OmegaReader):
             y = y + F.linear(x, constant["weight"].reshape(out, -1), constant.get("bias"))
         return y
 
-    def _mixed_from(self) -> Iterator[Tensor]:
-        """The parameters of φ and the source, read afresh each call (anchoring or torch.export may replace
-        them); only the list of modules that own them is kept, while ``phi`` and ``source`` stay the same."""
+    def watched(self) -> tuple[dict[str, Any], ...]:
+        """The ``_parameters`` dicts of φ and the source's modules, which the inference cache watches. The
+        dicts are read afresh each call (anchoring, ``load_state_dict(assign=True)`` or torch.export may
+        replace the parameters in them); only the tuple is kept while ``phi`` and ``source`` stay."""
         phi, source = self._modules["phi"], self._modules["source"]
         owners = self.__dict__.get("_owners")
         if owners is None or owners[0] is not phi or owners[1] is not source:
-            owners = self.__dict__["_owners"] = (phi, source, (phi, *source.modules()))
-        return (t for m in owners[2] for t in m._parameters.values() if t is not None)
+            dicts = tuple(m._parameters for m in (phi, *source.modules()))
+            owners = self.__dict__["_owners"] = (phi, source, dicts)
+        return owners[2]
 
     def anchor(self, index: int) -> None:
         super().anchor(index)

@@ -148,7 +148,7 @@ class TunableConv(_TunableConvBase):
     def _run(
         self, x: Tensor, weight: Tensor, bias: Tensor | None, groups: int | None, extra: tuple
     ) -> Tensor:
-        conv = self.base_layer
+        conv = self._modules["base_layer"]
         if groups is None:
             return conv._conv_forward(x, weight, bias)
         padding = conv.padding

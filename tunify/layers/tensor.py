@@ -64,9 +64,8 @@ class TunableTensor(OmegaReader):
             omega = map_mean(omega)
             form = omega_form(omega)
         if form == "shared":
-            phi = self._modules["phi"]._parameters
-            tensors = (*copies, phi["weight"], phi["bias"])
-            return self.cached(omega, tensors, "shared", lambda: mix(copies, self.alpha(shared_row(omega))))
+            watched = (dict(enumerate(copies)), self._modules["phi"]._parameters)
+            return self.cached(omega, watched, "shared", lambda: mix(copies, self.alpha(shared_row(omega))))
         if self.needs_vmap:
             raise ValueError(
                 f"tunable tensor {self.name!r} of shape {tuple(copies[0].shape)} cannot take per-sample omega "
