@@ -115,6 +115,32 @@ class PaddedBlock(nn.Module):
         return self.out(y.reshape(b, c, h * w).mean(-1))
 
 
+class DeepControlFlowNet(nn.Module):
+    """Shape-dependent control flow two levels down, with functional calls below it and after it: the
+    analysis traces around the block it cannot trace, then into that block's children."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 3, 3, padding=1)
+        self.stages = nn.Sequential(nn.Sequential(BranchingBlock()))
+        self.tail = FunctionalNet()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        return self.stages(h) + self.tail(h)
+
+
+class BranchingBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.functional = FunctionalNet()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % 2:
+            x = F.pad(x, (0, 1, 0, 1))
+        return self.functional(x)
+
+
 class ConvZooNet(nn.Module):
     """Transposed, grouped, depthwise, dilated, 1-D and 3-D convolutions in one network."""
 

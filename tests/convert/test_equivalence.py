@@ -146,6 +146,13 @@ def test_shape_dependent_control_flow_converts_completely() -> None:
     assert names(tmodel) == {"stem", "body.conv", "body.out"}
 
 
+def test_control_flow_deep_inside_is_traced_around() -> None:
+    torch.manual_seed(0)
+    tmodel = check_model(models.DeepControlFlowNet().eval(), torch.randn(2, 3, 7, 7))
+    inner = "stages.0.0.functional"
+    assert names(tmodel) == {"stem", inner, f"{inner}.child", "tail", "tail.child"}
+
+
 def test_conv_zoo() -> None:
     torch.manual_seed(0)
     tmodel = check_model(models.ConvZooNet().eval(), torch.randn(2, 3, 8, 8))

@@ -328,7 +328,9 @@ def convert_with(
             tunable = strategy.build(layer, factory_for(layer), config.p, config.kernels)
         for _, _, parent, attr in aliases:
             setattr(parent, attr, tunable)
-    for owner, attrs in plan.modules.items():
+    # innermost first: a site inside another site is replaced before its parent is wrapped
+    for owner in sorted(plan.modules, key=lambda name: name.count(".") + bool(name), reverse=True):
+        attrs = plan.modules[owner]
         if owner == "":
             for name in attrs:
                 module_name, _, attr = name.rpartition(".")
