@@ -141,6 +141,19 @@ class BranchingBlock(nn.Module):
         return self.functional(x)
 
 
+class BlurPoolNet(nn.Module):
+    """A fixed binomial filter kept as a buffer and applied with F.conv2d (as timm's BlurPool2d)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        taps = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("filt", (taps[:, None] * taps[None, :] / 16).expand(4, 1, 3, 3).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(self.conv(x), (1, 1, 1, 1), mode="reflect"), self.filt, stride=2, groups=4)
+
+
 class ConvZooNet(nn.Module):
     """Transposed, grouped, depthwise, dilated, 1-D and 3-D convolutions in one network."""
 

@@ -153,6 +153,13 @@ def test_control_flow_deep_inside_is_traced_around() -> None:
     assert names(tmodel) == {"stem", inner, f"{inner}.child", "tail", "tail.child"}
 
 
+def test_fixed_filters_in_buffers_stay_fixed() -> None:
+    torch.manual_seed(0)
+    tmodel = check_model(models.BlurPoolNet().eval(), torch.randn(2, 3, 8, 8))
+    assert names(tmodel) == {"conv"}
+    assert isinstance(tmodel.base_model.filt, torch.Tensor)
+
+
 def test_conv_zoo() -> None:
     torch.manual_seed(0)
     tmodel = check_model(models.ConvZooNet().eval(), torch.randn(2, 3, 8, 8))

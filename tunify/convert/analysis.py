@@ -80,15 +80,19 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix and name else prefix or name
 
 
-def _record_functional(graph: fx.Graph, prefix: str, sites: CallSites, discarded: set[fx.Node]) -> None:
+def _record_functional(
+    graph: fx.Graph, module: nn.Module, prefix: str, sites: CallSites, discarded: set[fx.Node]
+) -> None:
     """Each F.conv*/F.linear call on a parameter, attributed to the innermost module that makes the call
-    and owns the parameter (timm's BEiT passes ``self.qkv.weight`` from its attention module)."""
+    and owns the parameter (timm's BEiT passes ``self.qkv.weight`` from its attention module). Buffers
+    (fixed filters such as timm's ``BlurPool2d``) are not learned, so not made tunable."""
+    parameters = {name for name, _ in module.named_parameters(remove_duplicate=False)}
     for node in graph.nodes:
         if node.op != "call_function" or node.target not in _FUNCTIONAL or node in discarded:
             continue
         callers = [_join(prefix, path) for path in node.meta.get("nn_module_stack", {})]
         for arg in [*node.args[1:3], node.kwargs.get("weight"), node.kwargs.get("bias")]:
-            if not (isinstance(arg, fx.Node) and arg.op == "get_attr"):
+            if not (isinstance(arg, fx.Node) and arg.op == "get_attr" and arg.target in parameters):
                 continue
             tensor = _join(prefix, arg.target)
             owners = [c for c in callers if tensor.startswith(c + ".")] if callers else []
@@ -106,7 +110,7 @@ def _trace(module: nn.Module, prefix: str, sites: CallSites) -> None:
     except Exception:  # the module's own code cannot be traced: fall back to its children
         untraced = [""]
     else:
-        _record_functional(graph, prefix, sites, tracer.discarded)
+        _record_functional(graph, module, prefix, sites, tracer.discarded)
         untraced = tracer.untraced
     for name in untraced:
         for child_name, child in module.get_submodule(name).named_children():
