@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
 
 TMP_SUFFIX = ".tmp"
 
@@ -57,3 +60,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
         tmp.unlink(missing_ok=True)
         raise
     fsync_path(path.parent)
+
+
+def save_safetensors(
+    state: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: Mapping[str, str] | None = None
+) -> None:
+    """Write tensors to ``path`` as safetensors, all-or-nothing (``metadata``: strings for the header).
+
+    safetensors refuses tensors that share storage; a tensor reached under several names (a module used
+    twice, tied weights) is written once per name, so loading fills every name.
+    """
+    plain, seen = {}, set()
+    for key, value in state.items():
+        tensor = value.detach().cpu().contiguous()
+        storage = tensor.untyped_storage().data_ptr()
+        plain[key] = tensor.clone() if storage in seen else tensor
+        seen.add(storage)
+    header = {"format": "pt", **metadata} if metadata else None
+    atomic_write(path, lambda tmp: save_file(plain, str(tmp), metadata=header))

@@ -184,6 +184,17 @@ def test_save_load_round_trip(tmp_path) -> None:
     assert loaded.conversion_report().names() == tmodel.conversion_report().names()
 
 
+def test_save_load_of_a_module_used_under_two_names(tmp_path) -> None:
+    torch.manual_seed(0)
+    tmodel = spread_copies(tunify.convert(models.SharedNet().eval(), 2), scale=0.5)
+    path = tmp_path / "shared.safetensors"
+    tunify.save(tmodel, path)
+    loaded = tunify.load(models.SharedNet().eval(), path)
+    assert loaded.base_model.block is loaded.base_model.again
+    x, omega = torch.randn(2, 3, 8, 8), torch.rand(2, 2)
+    torch.testing.assert_close(loaded(x, omega=omega), tmodel(x, omega=omega))
+
+
 def test_load_mismatch_and_corrupt_files(tmp_path) -> None:
     tmodel = tunify.convert(small_net(), 2, include=["down", "up"])
     path = tmp_path / "m.safetensors"

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import nn
 
-from .._atomic import atomic_write
+from .._atomic import save_safetensors
 from .._errors import CheckpointError
 from .._version import __version__
 from .config import ConvertConfig
@@ -81,10 +80,7 @@ def apply_spec(model: nn.Module, spec: dict[str, Any]) -> TunableModel:
 
 def save(tmodel: TunableModel, path: str | os.PathLike) -> None:
     """Write the converted weights and the conversion spec to one ``.safetensors`` file, atomically."""
-    path = Path(path)
-    state = {k: v.detach().contiguous().cpu() for k, v in tmodel.base_model.state_dict().items()}
-    metadata = {"format": "pt", SPEC_KEY: json.dumps(conversion_spec(tmodel))}
-    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
+    save_safetensors(tmodel.base_model.state_dict(), path, {SPEC_KEY: json.dumps(conversion_spec(tmodel))})
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:

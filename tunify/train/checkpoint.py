@@ -16,32 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from tunify._atomic import TMP_SUFFIX, atomic_write, fsync_path, temp_dir_beside
+from tunify._atomic import TMP_SUFFIX, atomic_write, fsync_path, save_safetensors, temp_dir_beside
 
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
-
-
-def _plain_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Contiguous CPU tensors with no shared storage, as safetensors requires (tied weights get copies)."""
-    out, seen = {}, set()
-    for key, value in state.items():
-        tensor = value.detach().cpu().contiguous()
-        ptr = tensor.untyped_storage().data_ptr()
-        out[key] = tensor.clone() if ptr in seen else tensor
-        seen.add(ptr)
-    return out
-
-
-def save_tensors(
-    state: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: Mapping[str, str] | None = None
-) -> None:
-    """Write a flat dict of tensors to ``path`` as safetensors, atomically (``metadata``: the file's header)."""
-    plain = _plain_tensors(state)
-    header = {"format": "pt", **metadata} if metadata else None
-    atomic_write(path, lambda tmp: save_file(plain, str(tmp), metadata=header))
 
 
 def save_weights(
@@ -57,7 +37,7 @@ def save_weights(
         >>> save_weights(trainer.inference_weights(), "out/weights.safetensors")
     """
     state = model.state_dict() if isinstance(model, nn.Module) else model
-    save_tensors(state, path, metadata)
+    save_safetensors(state, path, metadata)
 
 
 def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
@@ -106,8 +86,7 @@ class CheckpointDir:
         tmp = temp_dir_beside(final)
         try:
             for name, state_dict in tensors.items():  # atomic_write: fsynced, and the umask's permissions
-                plain = _plain_tensors(state_dict)
-                atomic_write(tmp / f"{name}.safetensors", lambda t, plain=plain: save_file(plain, str(t)))
+                save_safetensors(state_dict, tmp / f"{name}.safetensors")
             atomic_write(tmp / "state.pt", lambda t: torch.save(state, t))
             if final.exists():  # a re-save of the same step: move the old one aside first
                 os.replace(final, self.root / f".{final.name}.old{TMP_SUFFIX}")
