@@ -63,8 +63,38 @@ def test_constant_map_is_the_shared_omega(make) -> None:
         shared = tmodel(x, omega=omega)
         as_map = tmodel(x, omega=omega.view(2, 1, 1).expand(2, 16, 16))
         broadcast = tmodel(x, omega=omega.view(1, 2, 1, 1))
+        # a constant map is run as its ω; one that requires grad stays per pixel: the per-pixel path
+        per_pixel = tmodel(x, omega=omega.view(2, 1, 1).repeat(1, 16, 16).requires_grad_())
     torch.testing.assert_close(as_map, shared, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(broadcast, shared, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(per_pixel, shared, atol=1e-5, rtol=1e-5)
+
+
+class MergesItsWeights(nn.Module):
+    """Writes a weight computed from another layer's into a convolution at every call, as reparameterised
+    blocks do (spandrel's SPAN merges three convolutions into ``eval_conv`` in eval mode)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.branch = nn.Conv2d(3, 3, 3, padding=1)
+        self.merged = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.merged.weight.data = self.branch.weight.data * 2
+        return self.merged(x)
+
+
+def test_a_network_that_reads_its_weights_takes_constant_maps_and_refuses_varying_ones() -> None:
+    tmodel = tunable(MergesItsWeights())
+    x = torch.randn(2, 3, 8, 8)
+    rows = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+    with torch.no_grad():
+        expected = torch.cat([tmodel(x[i : i + 1], omega=rows[i]) for i in range(2)])
+        torch.testing.assert_close(tmodel(x, omega=rows), expected, atol=1e-5, rtol=1e-5)
+        constant = rows[:, :, None, None].expand(2, 2, 8, 8)
+        torch.testing.assert_close(tmodel(x, omega=constant), expected, atol=1e-5, rtol=1e-5)
+        with pytest.raises(ValueError, match=r"Conv2d\.weight is read directly .* not a map"):
+            tmodel(x[:1], omega=halves(rows[0], rows[1], 8))
 
 
 def halves(a: torch.Tensor, b: torch.Tensor, size: int) -> torch.Tensor:
@@ -109,8 +139,9 @@ def test_layers_without_a_grid_take_the_maps_average() -> None:
     x = torch.randn(2, 3, 8, 8)
     maps = torch.rand(2, 2, 1, 1).expand(2, 2, 8, 8)
     with torch.no_grad():
+        per_pixel = maps.clone().requires_grad_()  # stays a map (a constant one is run as its ω)
         torch.testing.assert_close(
-            tmodel(x, omega=maps), tmodel(x, omega=maps[:, :, 0, 0]), atol=1e-5, rtol=0
+            tmodel(x, omega=per_pixel), tmodel(x, omega=maps[:, :, 0, 0]), atol=1e-5, rtol=0
         )
     report = {row.name: row.spatial for row in tmodel.conversion_report()}
     assert report == {"0": "per pixel", "2": "average"}

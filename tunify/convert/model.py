@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ..layers import TunableMultiheadAttention, TunableTensor, check_omega, omega_form, use_omega
 from ..layers.generic import vmap_over_samples
-from ..layers.omega import PerSampleRowsError
+from ..layers.omega import PerSampleRowsError, flatten_constant_map
 from .config import ConvertConfig
 from .report import ConversionReport
 
@@ -68,6 +68,7 @@ class TunableModel(nn.Module):
         )
         if x is not None:
             omega = omega.to(device=x.device)
+        omega = flatten_constant_map(omega)
         form = omega_form(omega)
         varies = form == "per_sample" or (form == "map" and omega.shape[0] > 1)
         if varies and batch_dim != 0:  # the layers take the batch in dimension 0: run sample by sample

@@ -26,6 +26,7 @@ from .omega import (
     MissingOmegaError,
     PerSampleRowsError,
     current_omega,
+    flatten_constant_map,
     in_backward,
     map_mean,
     omega_form,
@@ -241,13 +242,19 @@ class TunableLayer(OmegaReader):
 
         Code that reads a layer's weight inside its own forward (spandrel's SPAN) gets the tensor the layer
         computes with. That cannot vary by sample or pixel: for per-sample ω the model then runs sample by
-        sample (:class:`~tunify.TunableModel` catches the :class:`PerSampleRowsError`).
+        sample (:class:`~tunify.TunableModel` catches the :class:`PerSampleRowsError`); a map that varies
+        across the image is refused (a constant one is its ω per sample).
         """
         omega = current_omega()
         if omega is None:
             return self.source.reference(name)
         form = omega_form(omega)
         if form == "map":
+            if omega_form(flatten_constant_map(omega)) == "map" and not torch.compiler.is_compiling():
+                raise ValueError(
+                    f"{type(self.base_layer).__name__}.{name} is read directly in the network's forward, so "
+                    "it cannot vary across the image: give this network a shared or per-sample omega, not a map"
+                )
             omega = map_mean(omega)
             form = omega_form(omega)
         if form == "per_sample":

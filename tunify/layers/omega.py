@@ -76,6 +76,20 @@ def map_mean(omega: Tensor) -> Tensor:
     return omega.flatten(2).mean(-1)
 
 
+def flatten_constant_map(omega: Tensor) -> Tensor:
+    """A map with the same ω at every pixel as the ω it amounts to: (B, p) per sample, or (p,) for one map;
+    any other ω unchanged. Exact, and cheaper (a convolution mixes its kernels once instead of running one
+    per kernel), and it lets code that reads a layer's weight directly (spandrel's SPAN) see that ω. A map
+    that requires grad stays a map, so that every pixel gets its gradient."""
+    if omega.ndim < 3 or omega.requires_grad or torch.compiler.is_compiling():
+        return omega
+    grid = omega.flatten(2)
+    if not torch.equal(grid.amin(-1), grid.amax(-1)):
+        return omega
+    rows = grid[..., 0]
+    return rows[0] if rows.shape[0] == 1 else rows
+
+
 def note_grid(size: Sequence[int]) -> None:
     """Record the output grid of the last spatially mixed layer (tensors mixed per pixel follow it)."""
     grids = _GRID.get()
