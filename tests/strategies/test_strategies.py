@@ -237,6 +237,18 @@ def test_linear_and_attention(strategy: str) -> None:
         )
 
 
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
+@pytest.mark.parametrize("strategy", ["kernels", "lowrank", "atoms", "ftn"])
+def test_an_empty_layer_converts(strategy: str) -> None:
+    """Small configs of real networks have layers of size 0 (spandrel's DAT); they convert and run."""
+    net = nn.Sequential(nn.Linear(5, 0), nn.Linear(0, 3))
+    x = torch.rand(2, 4, 5)
+    ref = net(x)
+    tmodel = tunify.convert(net, 2, strategy=strategy)
+    torch.testing.assert_close(tmodel(x, omega=torch.rand(2, 2)), ref)
+    torch.testing.assert_close(tunify.bake(tmodel, torch.tensor([0.5, 0.5]))(x), ref)
+
+
 def test_unsupported_layers_and_p_raise_before_anything_changes() -> None:
     net = TokenNet()
     before = copy.deepcopy(net.state_dict())

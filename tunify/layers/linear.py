@@ -41,7 +41,7 @@ class TunableLinear(TunableLayer):
         if x.ndim == 2 and x.shape[0] == b:  # one vector per sample
             return self.per_sample_vectors(x, omega)
         tensors = self.source(self.alpha(omega))  # weight [B, out, in], bias [B, out]
-        rows = x.reshape(b, -1, x.shape[-1])  # [B, k·tokens, in]
+        rows = x.reshape(b, x.shape[:-1].numel() // b, x.shape[-1])  # [B, k·tokens, in] (no -1: in may be 0)
         if "bias" in tensors:
             y = torch.baddbmm(tensors["bias"].unsqueeze(1), rows, tensors["weight"].transpose(1, 2))
         else:

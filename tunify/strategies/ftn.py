@@ -85,7 +85,7 @@ class FilterTransition(Strategy):
         _positive_int("groups", self.options["groups"], self.name)
 
     def make_tensor(self, name: str, tensor: Tensor, kernels: int, reference: int) -> DeltaTensor:
-        if tensor.ndim >= 2:
+        if tensor.ndim >= 2 and tensor.numel():  # an empty layer (a size-0 config) has nothing to transform
             return TransitionDelta(tensor, kernels, reference, self.options["groups"])
         return FullDelta(tensor, kernels, reference)
 
