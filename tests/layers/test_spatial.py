@@ -148,6 +148,34 @@ def test_layers_without_a_grid_take_the_maps_average() -> None:
     assert conversion_spec(tmodel)["map_averaged"] == ["2"]  # what `tunify info` prints
 
 
+class FoldsPatches(nn.Module):
+    """Cuts the image into 4×4 patches folded into the batch around a convolution (as spandrel's DITN)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(3, 4, 3, padding=1)
+        self.inside = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        h = torch.relu(self.head(x))
+        patches = h.unfold(2, 4, 4).unfold(3, 4, 4).permute(0, 2, 3, 1, 4, 5).reshape(-1, 4, 4, 4)
+        y = self.inside(patches).reshape(b, h.shape[2] // 4, h.shape[3] // 4, 4, 4, 4)
+        return y.permute(0, 3, 1, 4, 2, 5).reshape(b, 4, h.shape[2], h.shape[3])
+
+
+def test_a_layer_on_patches_folded_into_the_batch_takes_each_maps_average() -> None:
+    tmodel = tunable(FoldsPatches())
+    x = torch.randn(2, 3, 8, 8)
+    rows = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+    with torch.no_grad():
+        per_pixel = rows[:, :, None, None].repeat(1, 1, 8, 8).requires_grad_()  # stays a map
+        torch.testing.assert_close(tmodel(x, omega=per_pixel), tmodel(x, omega=rows), atol=1e-5, rtol=1e-5)
+        one_map = halves(rows[0], rows[1], 8)  # (p, H, W): one map for the whole batch
+        expected = torch.cat([tmodel(x[i : i + 1], omega=one_map) for i in range(2)])
+        torch.testing.assert_close(tmodel(x, omega=one_map), expected, atol=1e-5, rtol=1e-5)
+
+
 def test_gradients_reach_the_map() -> None:
     tmodel = tunable(UNetLike())
     x = torch.randn(1, 3, 16, 16)

@@ -71,6 +71,9 @@ class TunableModel(nn.Module):
         omega = flatten_constant_map(omega)
         form = omega_form(omega)
         varies = form == "per_sample" or (form == "map" and omega.shape[0] > 1)
+        if form == "map" and batch is not None and omega.shape[0] == 1 < batch and batch_dim == 0:
+            # one map per image, so that a layer seeing more items than images knows they are folded patches
+            omega = omega.expand(batch, *omega.shape[1:])
         if varies and batch_dim != 0:  # the layers take the batch in dimension 0: run sample by sample
             return self._sample_by_sample(omega, args, kwargs, batch_dim)
         if not (varies and self._vmap_per_sample):

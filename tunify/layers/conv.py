@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import SourceFactory, TunableLayer
-from .omega import check_rows, map_on_grid, note_grid, omega_form
+from .omega import check_rows, map_mean, map_on_grid, note_grid, omega_form
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -122,6 +122,8 @@ class _TunableConvBase(TunableLayer):
                 return self._per_pixel(x.unsqueeze(0), omega, extra).squeeze(0)
             tensors = self.shared_tensors(omega)
             return self._run(x, tensors["weight"], tensors.get("bias"), None, extra)
+        if form == "map" and x.shape[0] != omega.shape[0]:  # patches or windows folded into the batch:
+            return self._per_sample(x, map_mean(omega), extra)  # no image grid here, so the map's average
         if form == "map":
             return self._per_pixel(x, omega, extra)
         return self._per_sample(x, omega, extra)
