@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import tunify
 from tests.conftest import spread_copies
 from tunify.convert import conversion_spec
+from tunify.layers.omega import map_on_grid
 
 
 def dncnn_like(depth: int = 4, width: int = 8) -> nn.Module:
@@ -188,3 +192,26 @@ def test_map_of_the_wrong_size_is_refused() -> None:
     tmodel = tunable(dncnn_like())
     with pytest.raises(ValueError, match=r"omega map has spatial size \(8, 8\), the input has \(16, 16\)"):
         tmodel(torch.randn(1, 3, 16, 16), omega=torch.rand(1, 2, 8, 8))
+
+
+@pytest.mark.parametrize(("grid", "size"), [((40, 40), (42, 116)), ((7,), (15,)), ((16, 9), (37, 9))])
+def test_maps_upsample_to_the_nearest_pixel_in_integer_arithmetic(grid, size) -> None:
+    """Pixel i of the layer's grid reads pixel ⌊i·grid/size⌋ of the map, at every size (ONNX's Resize, with
+    a float scale, lands one pixel off at some)."""
+    omega_map = torch.rand(1, 2, *grid)
+    resampled = map_on_grid(omega_map, size)
+    expected = omega_map
+    for dim, (g, s) in enumerate(zip(grid, size, strict=True)):
+        expected = expected.index_select(2 + dim, torch.tensor([i * g // s for i in range(s)]))
+    assert torch.equal(resampled, expected)
+
+
+@pytest.mark.parametrize(("grid", "size"), [((37, 40), (35, 20)), ((16,), (5,)), ((9, 8, 7), (4, 8, 3))])
+def test_maps_downsample_by_area_also_while_exported(grid, size) -> None:
+    """Exported graphs average with products (ONNX's adaptive pooling keeps the trace's sizes); both ways
+    give adaptive average pooling."""
+    omega_map = torch.rand(2, 2, *grid)
+    pool = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}[len(size)]
+    torch.testing.assert_close(map_on_grid(omega_map, size), pool(omega_map, size))
+    with mock.patch.object(torch.compiler, "is_exporting", return_value=True):
+        torch.testing.assert_close(map_on_grid(omega_map, size), pool(omega_map, size))

@@ -117,9 +117,29 @@ def map_on_grid(omega: Tensor, size: Sequence[int]) -> Tensor:
             f"an omega map over a {len(grid)}-D grid cannot drive a layer with a {len(size)}-D output"
         )
     if all(s <= g for s, g in zip(size, grid, strict=True)):
+        if torch.compiler.is_exporting():  # exported adaptive pooling keeps the trace's sizes: use products
+            for dim, (g, s) in enumerate(zip(grid, size, strict=True)):
+                weights = _area_weights(g, s, omega)
+                omega = (omega.movedim(2 + dim, -1) @ weights.T).movedim(-1, 2 + dim)
+            return omega
         pool = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}[len(size)]
         return pool(omega, size)
-    return F.interpolate(omega, size=size, mode="nearest")
+    # nearest: pixel i reads pixel ⌊i·grid/size⌋, computed in integers (a float scale, as ONNX's Resize
+    # uses, lands one pixel off at some sizes)
+    for dim, (g, s) in enumerate(zip(grid, size, strict=True)):
+        omega = omega.index_select(2 + dim, (torch.arange(s, device=omega.device) * g) // s)
+    return omega
+
+
+def _area_weights(grid: int, size: int, like: Tensor) -> Tensor:
+    """(size, grid): row i averages the pixels [⌊i·grid/size⌋, ⌈(i+1)·grid/size⌉), as adaptive average
+    pooling does along one dimension (the pooling is separable, so one product per dimension)."""
+    out = torch.arange(size, device=like.device)
+    start = (out * grid) // size
+    end = ((out + 1) * grid + size - 1) // size
+    pixels = torch.arange(grid, device=like.device)
+    inside = (pixels >= start[:, None]) & (pixels < end[:, None])
+    return inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)
 
 
 def in_backward() -> bool:
