@@ -1,4 +1,4 @@
-"""Opt-in (``pytest -m slow tests/convert/test_timm_sweep.py``, ~4 min): 79 timm architectures, freshly
+"""Opt-in (``pytest -m slow tests/convert/test_timm_sweep.py``, ~4 min): 75 timm architectures, freshly
 initialised, converted, and checked like the quick suite's nine (shared and per-sample ω, bake), plus a
 constant ω map and a save/load round trip. It found the nested functional sites, timm's BlurPool2d buffer
 and CoaT's shared modules; add a family here when users report one."""
