@@ -361,3 +361,12 @@ def test_recipes_take_the_strategy_as_config_keys() -> None:
     assert tmodel.config.strategy == "lowrank" and tmodel.config.strategy_options == {"rank": 2}
     base = tmodel.base_model[0].source.tensor("weight").base
     assert not base.requires_grad  # model.anchor: 0 with a pretrained init froze W
+
+
+def test_adafm_layers_answer_as_their_convolution() -> None:
+    """Code that reads ``layer.weight`` (reparameterised blocks, init code) works on an AdaFM layer too."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 1))
+    weight = net[0].weight.detach().clone()
+    layer = tunify.convert(net, 2, strategy="adafm").base_model[0]
+    torch.testing.assert_close(layer.weight, weight)
+    assert layer.stride == (1, 1) and layer.get_base_layer() is layer[0]

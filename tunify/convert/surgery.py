@@ -407,9 +407,9 @@ def _bake_children(
     """
     for attr, child in list(module._modules.items()):
         name = f"{prefix}.{attr}" if prefix else attr
-        if isinstance(child, TunableLayer):
+        if isinstance(child, TunableLayer) or hasattr(type(child), "plain"):  # plain(): strategies' wrappers
             if id(child) not in baked:
-                plain = child.materialize(omega)
+                plain = child.materialize(omega) if isinstance(child, TunableLayer) else child.plain()
                 _check_finite(plain.named_parameters(), name, omega)
                 baked[id(child)] = (child, plain)
                 _bake_children(plain, omega, baked, name)

@@ -12,9 +12,10 @@ per-sample and per-pixel ω work as for any tunable layer. The converted convolu
 shared layer; :func:`tunify.anchor` at the reference entry freezes it with φ, so ω = e_r stays the pretrained
 network exactly.
 
-The converted layer becomes ``nn.Sequential(conv, filter)``: its state-dict keys gain ``.0``/``.1`` and a
-baked network keeps the depthwise layers (plain ``nn.Conv2d``, groups = C), so it has the original's
-parameters plus C·(k² + 1) per convolution. Only convolutions are supported: Linear layers, attention and
+The converted layer becomes :class:`FilteredConv` ``(conv, filter)``, an ``nn.Sequential`` whose ``weight``,
+``bias`` and other attributes are the convolution's: its state-dict keys gain ``.0``/``.1`` and a baked
+network keeps the depthwise layers (plain ``nn.Conv2d``, groups = C), so it has the original's parameters plus
+C·(k² + 1) per convolution. Only convolutions are supported: Linear layers, attention and
 named tensors raise :class:`~tunify.ConversionError`. A transposed convolution called with ``output_size``
 cannot pass it through the ``nn.Sequential``.
 """
@@ -44,6 +45,28 @@ def identity_depthwise(channels: int, ndim: int, kernel_size: int, like: Tensor)
         conv.weight[(slice(None), 0, *(kernel_size // 2,) * ndim)] = 1.0
         conv.bias.zero_()
     return conv
+
+
+class FilteredConv(nn.Sequential):
+    """``conv`` then its AdaFM filter. Reads the Sequential cannot answer (``weight``, ``bias``, ``stride``)
+    reach the convolution, as on any converted layer, so code that reads ``layer.weight`` keeps working."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            modules = self.__dict__.get("_modules")
+            if not modules or "0" not in modules:  # mid-construction or mid-copy
+                raise
+            return getattr(modules["0"], name)
+
+    def get_base_layer(self) -> nn.Module:
+        """The original convolution."""
+        return self[0]
+
+    def plain(self) -> nn.Sequential:
+        """What :func:`tunify.bake` puts here (then bakes the filter in it): a plain ``nn.Sequential``."""
+        return nn.Sequential(*self)
 
 
 class AdaFMFilter(TunableConv):
@@ -97,7 +120,7 @@ class AdaFM(Strategy):
         ndim = len(layer.kernel_size)
         depthwise = identity_depthwise(layer.out_channels, ndim, self.options["kernel_size"], layer.weight)
         tunable = AdaFMFilter(depthwise, p, layer, kernels=kernels, source=self.source(p))
-        return nn.Sequential(layer, tunable)
+        return FilteredConv(layer, tunable)
 
     def params_added(self, layer: nn.Module, tensors: dict[str, Tensor], p: int, kernels: int) -> int:
         k = self.options["kernel_size"]
