@@ -174,6 +174,16 @@ def test_bake_equals_tunable_model_with_original_types_and_keys() -> None:
         tunify.bake(tmodel, torch.rand(2, 3))
 
 
+def test_bake_leaves_a_users_module_with_a_plain_method_alone() -> None:
+    class Block(nn.Sequential):
+        def plain(self) -> nn.Module:  # a name of the user's own, not tunify's container protocol
+            return nn.Identity()
+
+    net = nn.Sequential(Block(nn.Conv2d(3, 3, 3, padding=1)), nn.ReLU())
+    baked = tunify.bake(tunify.convert(net, 2), torch.tensor([0.5, 0.5]))
+    assert type(baked[0]) is Block and isinstance(baked[0][0], nn.Conv2d)
+
+
 def test_save_load_round_trip(tmp_path) -> None:
     tmodel = spread_copies(tunify.convert(models.FunctionalNet(), 2, exclude=[]), scale=0.5)
     path = tmp_path / "tunable.safetensors"

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ..layers import (
+    LayerContainer,
     TunableConv,
     TunableConvTranspose,
     TunableLayer,
@@ -407,7 +408,7 @@ def _bake_children(
     """
     for attr, child in list(module._modules.items()):
         name = f"{prefix}.{attr}" if prefix else attr
-        if isinstance(child, TunableLayer) or hasattr(type(child), "plain"):  # plain(): strategies' wrappers
+        if isinstance(child, TunableLayer | LayerContainer):
             if id(child) not in baked:
                 plain = child.materialize(omega) if isinstance(child, TunableLayer) else child.plain()
                 _check_finite(plain.named_parameters(), name, omega)

@@ -2,7 +2,7 @@
 
 from .attention import TunableMultiheadAttention
 from .bank import CopyStack, KernelBank
-from .base import SourceFactory, TunableLayer
+from .base import LayerContainer, SourceFactory, TunableLayer
 from .conv import TunableConv, TunableConvTranspose
 from .generic import TunableModule
 from .inventory import anchor_layers, copy_state_keys, phi_parameters
@@ -21,6 +21,7 @@ from .tensor import TunableTensor, make_tensor_tunable
 __all__ = [
     "CopyStack",
     "KernelBank",
+    "LayerContainer",
     "MissingOmegaError",
     "SourceFactory",
     "TensorSource",

@@ -343,3 +343,11 @@ def _nest_source_keys(module: TunableLayer, state: dict[str, Any], prefix: str, 
         rest = key[len(prefix) :]
         if not rest.startswith(own) and "." in rest:
             state[prefix + _SOURCE + rest] = state.pop(key)
+
+
+class LayerContainer(nn.Module):
+    """A container a control strategy builds around a tunable layer (AdaFM: the convolution, then its
+    filter). :func:`tunify.bake` puts :meth:`plain` in its place and bakes the layers inside."""
+
+    def plain(self) -> nn.Module:
+        raise NotImplementedError

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from tunify.convert import ConversionError
-from tunify.layers import SourceFactory, TunableConv
+from tunify.layers import LayerContainer, SourceFactory, TunableConv
 
 from ._delta import DeltaTensor, FullDelta
 from .registry import LayerFactory, Strategy, register_strategy
@@ -47,7 +47,7 @@ def identity_depthwise(channels: int, ndim: int, kernel_size: int, like: Tensor)
     return conv
 
 
-class FilteredConv(nn.Sequential):
+class FilteredConv(nn.Sequential, LayerContainer):
     """``conv`` then its AdaFM filter. Reads the Sequential cannot answer (``weight``, ``bias``, ``stride``)
     reach the convolution, as on any converted layer, so code that reads ``layer.weight`` keeps working."""
 
