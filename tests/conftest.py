@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,12 @@ import torch
 from torch import nn
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `pytest -n auto` runs one worker per core: threads of a worker's own (and of the command-line processes
+    # it starts) would only compete for the cores the other workers use
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
