@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from unittest import mock
 
 import pytest
@@ -72,6 +73,22 @@ def test_constant_map_is_the_shared_omega(make) -> None:
     torch.testing.assert_close(as_map, shared, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(broadcast, shared, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(per_pixel, shared, atol=1e-5, rtol=1e-5)
+
+
+def test_a_bfloat16_network_keeps_its_dtype_under_a_float32_map() -> None:
+    """Converting a bfloat16 network keeps φ in float32; the per-pixel α must not turn activations float32."""
+    net = UNetLike()
+    low = tunify.convert(copy.deepcopy(net).to(torch.bfloat16), 2).eval()
+    reference = tunable(net)
+    low.load_state_dict(reference.state_dict())  # the copies rounded to bfloat16, φ kept in float32
+    assert low.base_model.head.phi.weight.dtype == torch.float32
+    x = torch.randn(2, 3, 16, 16)
+    omega = torch.rand(2, 2, 16, 16)
+    with torch.no_grad():
+        y = low(x.bfloat16(), omega=omega)
+        expected = reference(x, omega=omega)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), expected, atol=0.1, rtol=0.05)
 
 
 class MergesItsWeights(nn.Module):

@@ -107,7 +107,7 @@ class _TunableConvBase(TunableLayer):
             for i in range(self.kernels)
         ]
         grid = outputs[0].shape[2:]
-        alpha = self.alpha(map_on_grid(omega, grid))  # [B, kernels, *S']
+        alpha = self.alpha(map_on_grid(omega, grid)).to(outputs[0].dtype)  # [B, kernels, *S']: φ may be wider
         y = sum(alpha[:, i : i + 1] * out for i, out in enumerate(outputs))
         if constant is not None:
             y = y + self._run(x, constant["weight"], constant.get("bias"), None, extra)
