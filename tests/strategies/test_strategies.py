@@ -118,6 +118,23 @@ def test_trained_network_per_sample_per_pixel_and_bake_agree(case: str) -> None:
         assert state_numel(plain) == state_numel(original)
 
 
+@pytest.mark.parametrize("case", list(CASES))
+def test_runs_under_bfloat16_autocast_for_every_form_of_omega(case: str) -> None:
+    """Autocast computes factor products (low-rank, atoms) in bfloat16 while α stays float32."""
+    tmodel = train_a_little(convert(case))
+    g = torch.Generator().manual_seed(0)
+    for omega in (
+        torch.tensor([0.3, 0.7]),
+        torch.rand(3, 2, generator=g),
+        torch.rand(3, 2, 8, 8, generator=g),
+    ):
+        with torch.no_grad():
+            expected = tmodel(X, omega=omega)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = tmodel(X, omega=omega)
+        torch.testing.assert_close(y.float(), expected, atol=0.05, rtol=0.05)
+
+
 class PooledNet(nn.Module):
     """Channel attention on pooled features and a linear head: layers that see one vector per sample."""
 
