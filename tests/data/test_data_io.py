@@ -80,6 +80,32 @@ def test_jpeg_reads_as_rgb(tmp_path: Path) -> None:
     assert img.shape == (3, 8, 8) and (img - 200 / 255).abs().max() < 3 / 255
 
 
+def test_a_cameras_exif_orientation_is_applied(tmp_path: Path) -> None:
+    """A phone photo stored sideways with "rotate 90°" in its EXIF reads upright, alpha included."""
+    stored = np.zeros((2, 3, 4), np.uint8)
+    stored[0, 0] = [255, 0, 0, 255]  # a red, opaque top-left corner as stored
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6  # orientation: the viewer turns it 90° clockwise
+    image.save(tmp_path / "phone.png", exif=exif)
+    img, alpha = read_image(tmp_path / "phone.png"), read_alpha(tmp_path / "phone.png")
+    assert img.shape == (3, 3, 2) and alpha.shape == (1, 3, 2)
+    assert img[:, 0, 1].tolist() == [1.0, 0.0, 0.0] and alpha[0, 0, 1] == 1.0 and alpha[0, 0, 0] == 0.0
+
+
+@pytest.mark.filterwarnings("error")
+def test_tensors_are_writable_copies_for_every_layout(tmp_path: Path) -> None:
+    """PIL's buffer is read-only; a 1×1 picture or one grey channel must not alias it either."""
+    Image.fromarray(np.full((1, 1, 3), 9, np.uint8)).save(tmp_path / "dot.png")
+    Image.fromarray(np.full((3, 4), 9, np.uint8)).save(tmp_path / "grey.png")
+    for img in (
+        read_image_uint8(tmp_path / "dot.png"),
+        read_image_uint8(tmp_path / "grey.png", gray_to_rgb=False),
+    ):
+        img.add_(1)
+        assert int(img.max()) == 10
+
+
 def test_missing_and_corrupt_files_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ImageReadError, match=r"nope\.png"):
         read_image(tmp_path / "nope.png")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -32,7 +32,8 @@ GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L")
 def _decode(path: Path, gray_to_rgb: bool) -> np.ndarray:
     """(H, W, C) levels: uint16 for 16-bit greyscale files (PIL modes "I", "I;16"), else uint8."""
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as file:
+            im = upright(file)
             if im.mode.startswith("I"):  # PIL's 8-bit conversion of these clips at 255: keep the 16 bits
                 arr = np.asarray(im).astype(np.int64).clip(0, 65535).astype(np.uint16)
             else:
@@ -47,8 +48,14 @@ def _decode(path: Path, gray_to_rgb: bool) -> np.ndarray:
     return arr
 
 
+def upright(im: Image.Image) -> Image.Image:
+    """The picture as viewers show it: a camera's EXIF orientation applied to the pixels (the outputs tunify
+    writes carry no EXIF, so they would otherwise appear turned against their input)."""
+    return ImageOps.exif_transpose(im)
+
+
 def _to_tensor(arr: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))  # a copy: PIL's buffer is read-only
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy())  # always a copy: PIL's buffer is read-only
 
 
 def read_image_uint8(path: str | Path, *, gray_to_rgb: bool = True) -> torch.Tensor:
@@ -85,7 +92,8 @@ def grey_bit_depth(path: str | Path) -> int | None:
 def read_alpha(path: str | Path) -> torch.Tensor | None:
     """The alpha channel (1, H, W) in [0, 1] of an image that has one (RGBA, LA, palette transparency), else
     None. Networks see the colour channels only; callers put the alpha back on the output."""
-    with Image.open(path) as im:
+    with Image.open(path) as file:
+        im = upright(file)
         if "A" not in im.getbands() and "transparency" not in im.info:
             return None
         alpha = np.asarray(im.convert("RGBA").getchannel("A"))
