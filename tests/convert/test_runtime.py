@@ -183,6 +183,27 @@ def test_inference_cache_never_serves_stale_kernels() -> None:
     torch.testing.assert_close(out, tmodel(x.double(), omega=omega.clone()).detach())
 
 
+def test_autocast_neither_poisons_the_cache_nor_breaks_per_sample_vmap() -> None:
+    """Kernels mixed inside autocast are cached in the parameters' dtype, so a later float32 call can use
+    them; modules run per sample under vmap (which autocast does not reach) run sample by sample instead."""
+    from tests.convert.models import FunctionalNet
+
+    for net in (CheckpointedNet, FunctionalNet):
+        torch.manual_seed(0)
+        tmodel = spread_copies(tunify.convert(net(), 2), scale=0.5).eval()
+        x = torch.randn(2, 3, 8, 8)
+        shared, rows = torch.tensor([0.3, 0.7]), torch.rand(2, 2)
+        with torch.no_grad():
+            expected = [tmodel(x, omega=omega.clone()) for omega in (shared, rows)]
+            for omega, reference in zip((shared, rows), expected, strict=True):
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    low = tmodel(x, omega=omega)
+                torch.testing.assert_close(low.float(), reference, atol=0.05, rtol=0.05)
+            again = tmodel(x, omega=shared)  # the ω tensor autocast saw: its cache entry is reused
+        assert again.dtype == torch.float32
+        torch.testing.assert_close(again, expected[0])
+
+
 def test_inference_cache_sees_replaced_parameters_and_modules() -> None:
     """Anchoring splits a copy into a new parameter, ``load_state_dict(assign=True)`` swaps them all, and a
     layer's φ can be replaced: each shows in the next call at the same ω."""

@@ -32,7 +32,7 @@ from .omega import (
     omega_form,
     shared_row,
 )
-from .source import TensorSource
+from .source import TensorSource, without_autocast
 
 T = TypeVar("T")
 
@@ -95,6 +95,9 @@ class OmegaReader(nn.Module):
     def alpha(self, omega: Tensor | None = None) -> Tensor:
         """α = φ(ω): (kernels,) for a shared ω, (B, kernels) per sample, (B, kernels, *S) for a map."""
         omega = self.omega() if omega is None else omega
+        return without_autocast(self._phi, omega)  # α feeds the (cached) mixing: in φ's own precision
+
+    def _phi(self, omega: Tensor) -> Tensor:
         phi = self._modules["phi"]
         weight, bias = phi.weight, phi.bias
         omega = omega.to(weight.dtype)

@@ -71,7 +71,8 @@ def vmap_over_samples(
     matrix products. The main input's dimension ``batch_dim`` (of the first tensor argument) holds B·k rows,
     sample-major; tensors with the same size there are split per sample (each sample keeps its k rows in
     that dimension), all others are shared. ``loop=True`` runs the samples one after the other instead, for
-    code that vmap cannot run (reading ``.data`` in forward).
+    code that vmap cannot run (reading ``.data`` in forward); so does ``torch.autocast``, which does not reach
+    inside vmap (its convolutions would meet bfloat16 inputs with float32 kernels).
     """
     b = omega.shape[0]
     leaves, spec = tree_flatten((args, kwargs))
@@ -95,7 +96,7 @@ def vmap_over_samples(
         with use_omega(omega_row.unsqueeze(0) if is_map else omega_row):
             return fn(*sample_args, **sample_kwargs)
 
-    if loop:
+    if loop or torch.is_autocast_enabled(tensors[0].device.type):
         outs = [
             one_sample(omega[i], *(t[i] if s else t for t, s in zip(leaves, split, strict=True)))
             for i in range(b)

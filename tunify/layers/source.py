@@ -13,8 +13,27 @@ operation once with each *vertex* tensor (C and the D_i) and mixes the outputs p
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import torch
 from torch import Tensor, nn
+
+T = TypeVar("T")
+
+
+def without_autocast(fn: Callable[..., T], alpha: Tensor, *args: Any) -> T:
+    """``fn(alpha, *args)`` in the parameters' own precision, even inside ``torch.autocast``.
+
+    Mixed tensors are cached across calls, so they must not take the dtype of whichever caller filled the
+    cache, and p kernels summed in bfloat16 lose digits (baking mixes in float32 for the same reason); the
+    convolution or product that uses them still casts as autocast asks.
+    """
+    device = alpha.device.type
+    if not torch.is_autocast_enabled(device):
+        return fn(alpha, *args)
+    with torch.autocast(device, enabled=False):
+        return fn(alpha, *args)
 
 
 class TensorSource(nn.Module):
@@ -29,6 +48,9 @@ class TensorSource(nn.Module):
     names: tuple[str, ...]
     kernels: int
     linear: bool = False
+
+    def __call__(self, alpha: Tensor) -> dict[str, Tensor]:
+        return without_autocast(super().__call__, alpha)
 
     def forward(self, alpha: Tensor) -> dict[str, Tensor]:
         """The tensors at α: their own shapes for α of shape (kernels,), a leading B for (B, kernels)."""

@@ -14,6 +14,7 @@ from torch.nn.utils import parametrize
 
 from .base import OmegaReader, check_kernels, check_p, make_phi
 from .omega import last_grid, map_mean, map_on_grid, omega_form, shared_row
+from .source import without_autocast
 
 
 def mixes_per_pixel(shape: tuple[int, ...]) -> bool:
@@ -23,6 +24,10 @@ def mixes_per_pixel(shape: tuple[int, ...]) -> bool:
 
 def mix(copies: tuple[Tensor, ...], alpha: Tensor) -> Tensor:
     """Σ_i α_i t_i: the tensor's shape for α of shape (kernels,), (B, *shape) for α of shape (B, kernels)."""
+    return without_autocast(_mix, alpha, copies)
+
+
+def _mix(alpha: Tensor, copies: tuple[Tensor, ...]) -> Tensor:
     stacked = torch.stack(copies)  # tiny tensors: stacking costs nothing here
     return torch.tensordot(alpha.to(stacked.dtype), stacked, dims=1)
 

@@ -62,10 +62,7 @@ class DeltaTensor(nn.Module):
         alpha = alpha.to(self.base.dtype)
         total = alpha.sum(-1)
         others = alpha[..., list(self.others)]
-        mixed = 0.0
-        if self.others:
-            deltas = self.deltas()  # under autocast, products of factors come out in its dtype
-            mixed = torch.tensordot(others.to(deltas.dtype), deltas, dims=1)
+        mixed = torch.tensordot(others, self.deltas(), dims=1) if self.others else 0.0
         if alpha.ndim == 1:
             return total * self.base + mixed
         return total.view(-1, *(1,) * self.base.ndim) * self.base + mixed
