@@ -128,6 +128,25 @@ def test_convert_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert tunify.from_pretrained(tmp_path / "out").p == 3
 
 
+def test_convert_takes_the_recipes_targets_a_strategy_and_its_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    net = tunify.zoo.create("nafnet_sidd_w32", width=8, enc_blk_nums=[1], middle_blk_num=1, dec_blk_nums=[1])
+    torch.save(net.state_dict(), tmp_path / "nafnet.pth")
+    args = ["convert", str(tmp_path / "nafnet.pth"), "-o", str(tmp_path / "out"), "--exclude", r".*\.sca\.1"]
+    assert main([*args, "--strategy", "lowrank", "--option", "rank=2", "--independent"]) == 0
+    assert "strategy lowrank" in capsys.readouterr().out
+    spec = json.loads((tmp_path / "out" / "config.json").read_text())["conversion"]
+    assert spec["strategy"] == "lowrank" and spec["strategy_options"] == {"rank": 2} and spec["independent"]
+    assert "encoders.0.0.beta" in spec["tensors"]  # NAFNet's β and γ, as the recipes convert them
+    assert "intro" in spec["layers"] and not any(name.endswith("sca.1") for name in spec["layers"])
+    x = torch.rand(1, 3, 16, 16)
+    tunify.from_pretrained(tmp_path / "out")(x, omega=torch.tensor([0.3, 0.6]))  # loads strictly and runs
+    for option, message in (("rank", "expected KEY=VALUE"), ("rnak=2", "no option(s) ['rnak']")):
+        assert main([*args, "--strategy", "lowrank", "--option", option]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_bake_writes_a_plain_network(
     model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,12 +1,23 @@
-"""``tunify convert CHECKPOINT --p 2 -o DIR``: an official checkpoint -> a tunable save_pretrained folder."""
+"""``tunify convert CHECKPOINT --p 2 -o DIR``: an official checkpoint -> a tunable save_pretrained folder.
+
+The layers converted are those the recipes convert (:func:`tunify.zoo.default_tunable_targets`: NAFNet's β and
+γ too, never SPAN's derived ``eval_conv``), narrowed by ``--include`` / ``--exclude``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+from typing import Any
+
+from torch import nn
 
 from .. import zoo
 from ..convert import convert
 from ..hub import save_pretrained
+from ..strategies import get_strategy, strategy_names
+from ._common import UsageError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,17 +36,77 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--include", metavar="REGEX", help="convert only layers whose full name matches")
     parser.add_argument("--exclude", metavar="REGEX", help="leave these layers alone")
     parser.add_argument("--prefix", help="select and strip this key prefix in the checkpoint (e.g. 'model.')")
+    parser.add_argument(
+        "--strategy",
+        choices=strategy_names(),
+        default="kernels",
+        help="how layers become tunable (default: kernels, p full copies)",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the strategy, e.g. --option rank=8 (repeat for more)",
+    )
+    parser.add_argument(
+        "--independent",
+        action="store_true",
+        help="the ω entries are independent knobs, not a trade-off on the simplex (adds a base copy)",
+    )
     parser.set_defaults(run=run)
 
 
+def strategy_options(pairs: list[str]) -> dict[str, Any]:
+    """``["rank=8", "overcomplete=2"]`` -> ``{"rank": 8, "overcomplete": 2}`` (JSON values, else strings)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--option {pair!r}: expected KEY=VALUE, e.g. --option rank=8")
+        try:
+            options[key] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key] = text
+    return options
+
+
+def name_filter(include: str | None, exclude: str | None) -> Any:
+    """``filter_fn`` for tunify.convert from the command line's regexes (full-name matches)."""
+    if include is None and exclude is None:
+        return None
+    try:
+        included, excluded = (None if r is None else re.compile(r) for r in (include, exclude))
+    except re.error as error:
+        raise UsageError(f"--include/--exclude: not a regular expression ({error})") from None
+
+    def selected(_module: nn.Module, name: str) -> bool:
+        if included is not None and not included.fullmatch(name):
+            return False
+        return excluded is None or not excluded.fullmatch(name)
+
+    return selected
+
+
 def run(args: argparse.Namespace) -> int:
+    options = strategy_options(args.option)
+    get_strategy(args.strategy, **options)  # unknown or bad options fail before the checkpoint is read
     model = zoo.load(args.checkpoint, prefix=args.prefix)
-    tmodel = convert(model, args.p, include=args.include, exclude=args.exclude)
+    tmodel = convert(
+        model,
+        args.p,
+        independent=args.independent,
+        strategy=args.strategy,
+        filter_fn=name_filter(args.include, args.exclude),
+        **zoo.default_tunable_targets(model),
+        **options,
+    )
     folder = save_pretrained(tmodel, args.output)
     report = tmodel.conversion_report()
     print(report)
     print(
-        f"\n{len(report)} layers/tensors made tunable (p = {args.p}, {report.params_added:,} parameters added)"
+        f"\n{len(report)} layers/tensors made tunable (p = {args.p}, strategy {args.strategy}, "
+        f"{report.params_added:,} parameters added)"
     )
     print(f"saved to {folder}")
     return 0
