@@ -118,6 +118,48 @@ def test_a_network_that_reads_its_weights_takes_constant_maps_and_refuses_varyin
             tmodel(x[:1], omega=halves(rows[0], rows[1], 8))
 
 
+class AsksItsWeightsDtype(nn.Module):
+    """Reads a layer's weight only for its dtype and device, as timm's positional encodings (XCiT, EdgeNeXt)
+    and many other modules do; optionally a Conv3d over the 2-D features (timm's lambda layers)."""
+
+    def __init__(self, reads: bool, conv3d: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.reads = reads
+        self.proj = nn.Conv2d(3, 4, 3, padding=1)
+        self.depth = nn.Conv3d(1, 1, (1, 3, 3), padding=(0, 1, 1)) if conv3d else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.reads:
+            x = x.to(device=self.proj.weight.device, dtype=self.proj.weight.dtype)
+        y = self.proj(x)
+        return y if self.depth is None else self.depth(y.unsqueeze(1)).squeeze(1)
+
+
+def test_reading_only_a_weights_dtype_keeps_per_sample_batched_and_maps_per_pixel() -> None:
+    x = torch.randn(2, 3, 8, 8)
+    rows = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+    varying = torch.stack([halves(rows[0], rows[1], 8), halves(rows[1], rows[0], 8)])
+    reads, plain = tunable(AsksItsWeightsDtype(True)), tunable(AsksItsWeightsDtype(False))
+    one_at_a_time = AssertionError("fell back to running sample by sample")
+    with torch.no_grad(), mock.patch("tunify.convert.model.vmap_over_samples", side_effect=one_at_a_time):
+        torch.testing.assert_close(reads(x, omega=rows), plain(x, omega=rows))
+        torch.testing.assert_close(reads(x, omega=varying), plain(x, omega=varying))
+
+
+def test_a_conv3d_over_2d_features_takes_the_maps_average() -> None:
+    tmodel = tunable(AsksItsWeightsDtype(False, conv3d=True))
+    x = torch.randn(2, 3, 8, 8)
+    rows = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+    varying = torch.stack([halves(rows[0], rows[1], 8), halves(rows[1], rows[0], 8)])
+    with torch.no_grad():
+        per_pixel = tmodel(x, omega=varying)
+        mean = varying.mean((2, 3))
+        with mock.patch.object(tmodel.base_model.depth, "omega", return_value=mean):
+            expected = tmodel(x, omega=varying)
+    torch.testing.assert_close(per_pixel, expected)
+
+
 def halves(a: torch.Tensor, b: torch.Tensor, size: int) -> torch.Tensor:
     omega = a.view(2, 1, 1).repeat(1, size, size)
     omega[:, :, size // 2 :] = b.view(2, 1, 1)

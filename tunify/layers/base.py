@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils._pytree import tree_flatten
 
 from .bank import KernelBank
 from .omega import (
@@ -244,26 +245,37 @@ class TunableLayer(OmegaReader):
         """What ``layer.<name>`` reads: the tensor at this call's ω, or the reference tensor outside a call.
 
         Code that reads a layer's weight inside its own forward (spandrel's SPAN) gets the tensor the layer
-        computes with. That cannot vary by sample or pixel: for per-sample ω the model then runs sample by
-        sample (:class:`~tunify.TunableModel` catches the :class:`PerSampleRowsError`); a map that varies
-        across the image is refused (a constant one is its ω per sample).
+        computes with. That cannot vary by sample or pixel: under per-sample ω or a map that varies across the
+        image it reads as a :class:`MetadataOnlyTensor`, whose dtype, device and shape are there (timm's
+        ``x.to(self.proj.weight.dtype)`` runs as usual) and whose values refuse to be used: per sample, the
+        model then runs sample by sample (:class:`~tunify.TunableModel` catches the
+        :class:`PerSampleRowsError`); a varying map is refused naming the layer (a constant one is its ω).
         """
         omega = current_omega()
         if omega is None:
             return self.source.reference(name)
+        what = f"{type(self.base_layer).__name__}.{name}"
+        compiling = torch.compiler.is_compiling()
         form = omega_form(omega)
+        varying = form == "map" and (_is_batched(omega) or omega_form(flatten_constant_map(omega)) == "map")
+        if (
+            varying and not compiling
+        ):  # (under vmap a map is one sample's: TunableModel flattened constant ones)
+            return MetadataOnlyTensor.of(
+                self.source.reference(name),
+                ValueError(
+                    f"{what} is read directly in the network's forward, so it cannot vary across the image: "
+                    "give this network a shared or per-sample omega, not a map"
+                ),
+            )
         if form == "map":
-            if omega_form(flatten_constant_map(omega)) == "map" and not torch.compiler.is_compiling():
-                raise ValueError(
-                    f"{type(self.base_layer).__name__}.{name} is read directly in the network's forward, so "
-                    "it cannot vary across the image: give this network a shared or per-sample omega, not a map"
-                )
             omega = map_mean(omega)
             form = omega_form(omega)
         if form == "per_sample":
-            raise PerSampleRowsError(
-                f"{type(self.base_layer).__name__}.{name} is read directly, so it cannot differ per sample"
-            )
+            error = PerSampleRowsError(f"{what} is read directly, so it cannot differ per sample")
+            if compiling:
+                raise error
+            return MetadataOnlyTensor.of(self.source.reference(name), error)
         return self.shared_tensors(omega)[name]
 
     def shared_tensors(self, omega: Tensor) -> dict[str, Tensor]:
@@ -346,6 +358,46 @@ def _nest_source_keys(module: TunableLayer, state: dict[str, Any], prefix: str, 
         rest = key[len(prefix) :]
         if not rest.startswith(own) and "." in rest:
             state[prefix + _SOURCE + rest] = state.pop(key)
+
+
+_METADATA = (
+    Tensor.dtype.__get__,
+    Tensor.device.__get__,
+    Tensor.shape.__get__,
+    Tensor.ndim.__get__,
+    Tensor.layout.__get__,
+    Tensor.is_cuda.__get__,
+    Tensor.requires_grad.__get__,
+    Tensor.size,
+    Tensor.dim,
+    Tensor.numel,
+    Tensor.is_floating_point,
+    Tensor.__len__,
+)
+
+
+class MetadataOnlyTensor(Tensor):
+    """A layer's tensor read directly while it has no single value (one per sample, or per pixel).
+
+    Its dtype, device and shape can be read; any use of its values raises ``error`` (see
+    :meth:`TunableLayer.current_tensor`).
+    """
+
+    error: Exception
+
+    @staticmethod
+    def of(tensor: Tensor, error: Exception) -> MetadataOnlyTensor:
+        out = tensor.detach().as_subclass(MetadataOnlyTensor)
+        out.error = error
+        return out
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if func in _METADATA:
+            with torch._C.DisableTorchFunctionSubclass():
+                return func(*args, **(kwargs or {}))
+        leaves, _ = tree_flatten((args, kwargs))
+        raise next(leaf.error for leaf in leaves if isinstance(leaf, MetadataOnlyTensor))
 
 
 class LayerContainer(nn.Module):

@@ -117,6 +117,9 @@ class _TunableConvBase(TunableLayer):
     def _dispatch(self, x: Tensor, extra: tuple) -> Tensor:
         omega = self.omega()
         form = omega_form(omega)
+        if form == "map" and omega.ndim - 2 != self.ndim:  # a grid of other dimensions (timm's lambda layers
+            omega = map_mean(omega)  # run a Conv3d over 2-D features): no pixel grid to follow, the average
+            form = omega_form(omega)
         if form == "shared" or x.ndim == self.ndim + 1:  # unbatched input: one sample
             if form == "map":
                 return self._per_pixel(x.unsqueeze(0), omega, extra).squeeze(0)
