@@ -285,3 +285,30 @@ def test_tunable_tensor_reads_follow_parametrize() -> None:
             torch.testing.assert_close(module.scale, expected)
         parametrize.register_parametrization(module, "scale", _Double(), unsafe=True)
         torch.testing.assert_close(module.scale, 2 * expected)
+
+
+class NormedWithTable(nn.Module):
+    """BatchNorm, and a tunable table that cannot broadcast over the batch (so per-sample ω runs the network
+    one sample at a time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = nn.BatchNorm2d(4)
+        self.table = nn.Parameter(torch.ones(4, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x)) * self.table
+
+
+def test_per_sample_omega_one_sample_at_a_time_refuses_batchnorm_in_training() -> None:
+    tmodel = tunify.convert(NormedWithTable(), 2, parameters=["table"]).train()
+    x = torch.randn(4, 3, 8, 8)
+    tmodel(x, omega=torch.tensor([0.3, 0.7])).mean().backward()  # one ω per batch: fine
+    with pytest.raises(ValueError, match=r"BatchNorm layer 'norm' is in training mode .*per_batch"):
+        tmodel(x, omega=torch.rand(4, 2))
+    tmodel.eval()
+    rows = torch.rand(4, 2)
+    with torch.no_grad():
+        expected = torch.cat([tmodel(x[i : i + 1], omega=rows[i]) for i in range(4)])
+        torch.testing.assert_close(tmodel(x, omega=rows), expected)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers import TunableMultiheadAttention, TunableTensor, check_omega, omega_form, use_omega
 from ..layers.generic import vmap_over_samples
@@ -91,6 +92,18 @@ class TunableModel(nn.Module):
 
     def _sample_by_sample(self, omega: Tensor, args: tuple, kwargs: dict, batch_dim: int) -> Any:
         """Per-sample ω, one sample at a time: under vmap, or in a loop where vmap cannot run the network."""
+        norm = next(
+            (name for name, m in self.base_model.named_modules() if isinstance(m, _BatchNorm) and m.training),
+            None,
+        )
+        if norm is not None:  # one sample at a time would silently give it per-sample statistics, or fail
+            raise ValueError(
+                "per-sample omega runs this network one sample at a time (a layer runs once for the whole "
+                "batch or reads its weight directly, or the batch is not in dimension 0), but its BatchNorm "
+                f"layer {norm!r} is in training mode and normalises over the whole batch: give one "
+                "omega per batch (shape (p,); the `per_batch` omega sampler), or put the BatchNorm layers in "
+                "eval mode"
+            )
         if not self._loop_per_sample:
             try:
                 return vmap_over_samples(self.base_model, omega, args, kwargs, self._name, batch_dim)
