@@ -257,10 +257,9 @@ class TunableLayer(OmegaReader):
         what = f"{type(self.base_layer).__name__}.{name}"
         compiling = torch.compiler.is_compiling()
         form = omega_form(omega)
+        # under vmap a map is one sample's, and varies (TunableModel turned constant maps into their ω)
         varying = form == "map" and (_is_batched(omega) or omega_form(flatten_constant_map(omega)) == "map")
-        if (
-            varying and not compiling
-        ):  # (under vmap a map is one sample's: TunableModel flattened constant ones)
+        if varying and not compiling:
             return MetadataOnlyTensor.of(
                 self.source.reference(name),
                 ValueError(
