@@ -75,6 +75,18 @@ def test_constant_map_is_the_shared_omega(make) -> None:
     torch.testing.assert_close(per_pixel, shared, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("make", [dncnn_like, UNetLike])
+def test_inference_mixes_in_place_as_autograd_mixes(make) -> None:
+    tmodel = tunable(make())
+    x = torch.randn(2, 3, 16, 16)
+    omega = torch.rand(2, 2, 16, 16)
+    with torch.no_grad():
+        in_place = tmodel(x, omega=omega)
+    with torch.inference_mode():
+        torch.testing.assert_close(tmodel(x, omega=omega), in_place)
+    torch.testing.assert_close(tmodel(x, omega=omega).detach(), in_place, atol=1e-6, rtol=1e-5)
+
+
 def test_a_bfloat16_network_keeps_its_dtype_under_a_float32_map() -> None:
     """Converting a bfloat16 network keeps φ in float32; the per-pixel α must not turn activations float32."""
     net = UNetLike()

@@ -102,13 +102,22 @@ class _TunableConvBase(TunableLayer):
 
     def _per_pixel(self, x: Tensor, omega: Tensor, extra: tuple) -> Tensor:
         constant, slopes = self.vertices()
-        outputs = [
-            self._run(x, slopes["weight"][i], slopes["bias"][i] if "bias" in slopes else None, None, extra)
-            for i in range(self.kernels)
-        ]
-        grid = outputs[0].shape[2:]
-        alpha = self.alpha(map_on_grid(omega, grid)).to(outputs[0].dtype)  # [B, kernels, *S']: φ may be wider
-        y = sum(alpha[:, i : i + 1] * out for i, out in enumerate(outputs))
+        weights, biases = slopes["weight"], slopes.get("bias")
+
+        def vertex(i: int) -> Tensor:
+            return self._run(x, weights[i], None if biases is None else biases[i], None, extra)
+
+        y = vertex(0)
+        grid = y.shape[2:]
+        alpha = self.alpha(map_on_grid(omega, grid)).to(y.dtype)  # [B, kernels, *S']: φ may be wider
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():  # autograd keeps each output for α
+            y = alpha[:, :1] * y
+            for i in range(1, self.kernels):
+                y = y + alpha[:, i : i + 1] * vertex(i)
+        else:  # in place: one pass over the output per kernel instead of three
+            y.mul_(alpha[:, :1])
+            for i in range(1, self.kernels):
+                y.addcmul_(alpha[:, i : i + 1], vertex(i))
         if constant is not None:
             y = y + self._run(x, constant["weight"], constant.get("bias"), None, extra)
         note_grid(grid)
