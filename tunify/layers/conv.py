@@ -126,16 +126,19 @@ class _TunableConvBase(TunableLayer):
     def _dispatch(self, x: Tensor, extra: tuple) -> Tensor:
         omega = self.omega()
         form = omega_form(omega)
-        if form == "map" and omega.ndim - 2 != self.ndim:  # a grid of other dimensions (timm's lambda layers
-            omega = map_mean(omega)  # run a Conv3d over 2-D features): no pixel grid to follow, the average
+        unbatched = x.ndim == self.ndim + 1  # one sample
+        if form == "map" and (
+            omega.ndim - 2 != self.ndim or (not unbatched and x.shape[0] != omega.shape[0])
+        ):
+            # no image grid to follow: a grid of other dimensions (timm's lambda layers run a Conv3d over 2-D
+            # features) or patches and windows folded into the batch, so each image's average ω
+            omega = map_mean(omega)
             form = omega_form(omega)
-        if form == "shared" or x.ndim == self.ndim + 1:  # unbatched input: one sample
+        if form == "shared" or unbatched:
             if form == "map":
                 return self._per_pixel(x.unsqueeze(0), omega, extra).squeeze(0)
             tensors = self.shared_tensors(omega)
             return self._run(x, tensors["weight"], tensors.get("bias"), None, extra)
-        if form == "map" and x.shape[0] != omega.shape[0]:  # patches or windows folded into the batch:
-            return self._per_sample(x, map_mean(omega), extra)  # no image grid here, so the map's average
         if form == "map":
             return self._per_pixel(x, omega, extra)
         return self._per_sample(x, omega, extra)
