@@ -15,6 +15,7 @@ from torch import nn
 
 from .. import zoo
 from ..convert import convert
+from ..convert.config import matches
 from ..hub import save_pretrained
 from ..strategies import get_strategy, strategy_names
 from ._common import UsageError
@@ -72,18 +73,18 @@ def strategy_options(pairs: list[str]) -> dict[str, Any]:
 
 
 def name_filter(include: str | None, exclude: str | None) -> Any:
-    """``filter_fn`` for tunify.convert from the command line's regexes (full-name matches)."""
+    """``filter_fn`` for tunify.convert from the command line's regexes, matched as ``include=``/``exclude=``
+    are (the zoo's targets may use those two already)."""
     if include is None and exclude is None:
         return None
     try:
-        included, excluded = (None if r is None else re.compile(r) for r in (include, exclude))
+        for pattern in (include, exclude):
+            re.compile(pattern or "")
     except re.error as error:
         raise UsageError(f"--include/--exclude: not a regular expression ({error})") from None
 
     def selected(_module: nn.Module, name: str) -> bool:
-        if included is not None and not included.fullmatch(name):
-            return False
-        return excluded is None or not excluded.fullmatch(name)
+        return (include is None or matches(name, include)) and not matches(name, exclude)
 
     return selected
 
