@@ -132,15 +132,16 @@ def test_swinir_window_reverse_stand_in_is_exact() -> None:
 
 
 class _WidthBranch(nn.Module):
-    """A network whose own code branches on the input width (as SwinIR does on its training size)."""
+    """A network whose own code branches on the input width (as SwinIR does on its training size), its input
+    not called ``x`` (NAFNet's is ``inp``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 3, 3, padding=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
-        return y * 2 if x.shape[-1] == 61 else y
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        y = self.conv(inp)
+        return y * 2 if inp.shape[-1] == 61 else y
 
 
 def test_a_size_the_network_fixes_is_named_in_a_warning(tmp_path: Path) -> None:
@@ -150,3 +151,7 @@ def test_a_size_the_network_fixes_is_named_in_a_warning(tmp_path: Path) -> None:
     x, omega = torch.rand(3, 3, 20, 61), torch.tensor(OMEGAS[1])
     with torch.no_grad():
         torch.testing.assert_close(torch.export.load(path).module()(x, omega), tmodel(x, omega=omega))
+    with pytest.warns(UserWarning, match=r"fixes x dim 3 = 61 in the exported graph"):
+        baked = tunify.export(tmodel, tmp_path / "baked.pt2", omega=OMEGAS[1])
+    with torch.no_grad():
+        torch.testing.assert_close(torch.export.load(baked).module()(x), tmodel(x, omega=omega))

@@ -111,11 +111,15 @@ def _tracing(tmodel: TunableModel) -> Iterator[None]:
 
 
 def static_dims(program: ExportedProgram, dynamic: dict[str, dict[int, Any]]) -> list[str]:
-    """The requested-dynamic dimensions that the trace fixed, as ``"x dim 0 = 2"``."""
+    """The requested-dynamic dimensions that the trace fixed, as ``"x dim 0 = 2"``.
+
+    ``dynamic`` names the program's inputs in order (``x``, then ``omega``), whatever their names in forward.
+    """
     fixed = []
     placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
-    for name, dims in dynamic.items():
-        node = placeholders.get(name)
+    inputs = program.graph_signature.user_inputs
+    for (name, dims), input_name in zip(dynamic.items(), inputs, strict=True):
+        node = placeholders.get(input_name)
         shape = node.meta["val"].shape if node is not None and "val" in node.meta else None
         if shape is None:
             continue
@@ -160,7 +164,8 @@ def export_program(
         args = (x, w)
         dynamic = {"x": _dynamic(x), "omega": {} if mix == "weights" and not spatial else _dynamic(w)}
     with _tracing(tmodel):
-        program = torch.export.export(module, args, dynamic_shapes=dynamic)
+        # by position: a baked network's own forward names its input as it likes (NAFNet: ``inp``)
+        program = torch.export.export(module, args, dynamic_shapes=tuple(dynamic.values()))
     fixed = static_dims(program, dynamic)
     if fixed:
         warnings.warn(
