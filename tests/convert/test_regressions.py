@@ -43,19 +43,48 @@ def test_batch_dim_1_per_sample_omega_matches_each_sample_alone() -> None:
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
 
 
-def test_anchor_leaves_a_users_own_phi_module_trainable() -> None:
+def test_anchor_tells_a_users_own_phi_layer_from_tunifys_phi() -> None:
+    """A layer of the user's called ``phi`` is converted like any other: its free copy keeps training."""
+
     class Net(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.conv = nn.Conv2d(3, 3, 3)
+            self.conv = nn.Conv2d(3, 2, 3)
             self.phi = nn.Linear(2, 2)  # the user's, not tunify's
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.conv(x)
+            return self.phi(self.conv(x).mean((2, 3)))
 
-    tmodel = tunify.anchor(tunify.convert(Net(), 2, exclude=["phi"]), 0)
-    assert tmodel.base_model.phi.weight.requires_grad and tmodel.base_model.phi.bias.requires_grad
-    assert not tmodel.base_model.conv.phi.weight.requires_grad
+    tmodel = tunify.anchor(tunify.convert(Net(), 2), 0)
+    trainable = {name for name, q in tmodel.named_parameters() if q.requires_grad}
+    assert trainable == {
+        "base_model.conv.source.weight.1",
+        "base_model.conv.source.bias.1",
+        "base_model.phi.source.weight.1",
+        "base_model.phi.source.bias.1",
+    }
+
+
+def test_anchor_freezes_what_every_omega_shares_so_the_corner_stays_exact() -> None:
+    """Normalisation weights and unconverted layers act at every ω: trained, they would move the corner."""
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.PReLU(8), nn.Conv2d(8, 3, 3, padding=1)
+    )
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        reference = net(x)
+    tmodel = tunify.anchor(tunify.convert(net, 2, exclude=["3"]), 0)
+    assert not any(q.requires_grad for q in tmodel.base_model[1:].parameters())
+    optimiser = torch.optim.Adam([q for q in tmodel.parameters() if q.requires_grad], lr=1e-2)
+    for _ in range(3):
+        optimiser.zero_grad()
+        tmodel(x, omega=torch.rand(2, 2)).square().mean().backward()
+        optimiser.step()
+    with torch.no_grad():
+        torch.testing.assert_close(tmodel(x, omega=torch.tensor([1.0, 0.0])), reference)
+        assert (tmodel(x, omega=torch.tensor([0.0, 1.0])) - reference).abs().max() > 1e-3
+    with pytest.warns(UserWarning, match=r"anchor: 1 \(BatchNorm2d\) updates its running statistics"):
+        tunify.anchor(tunify.convert(nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)), 2), 0)
 
 
 def test_anchored_copy_survives_weight_decay() -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
+
+from torch.nn.modules.batchnorm import _NormBase
+
 from ..layers import anchor_layers
 from .model import TunableModel
 
 
 def anchor(tmodel: TunableModel, index: int = 0) -> TunableModel:
-    """Freeze entry ``index`` of every tunable layer's source and tensor, and every φ, in place.
+    """Freeze entry ``index`` of every tunable layer's source and tensor, every φ, and every parameter that all
+    ω share, in place.
 
     A converted network starts with every copy equal to the pretrained tensor and φ at α = ω − mean(ω) + 1/p,
     so α(e_index) = e_index; with independent ω entries index p is the base copy, α(0) = e_p. Freezing that
@@ -15,10 +20,31 @@ def anchor(tmodel: TunableModel, index: int = 0) -> TunableModel:
     for the whole fine-tuning: the objective the pretrained network was trained for (fidelity, for a
     denoiser) cannot regress, and the other entries learn the rest of the ω range around it. A frozen copy
     is a parameter of its own, so no optimiser (weight decay included) ever touches it.
+
+    Parameters outside the tunable layers (normalisation weights, SwinIR's position-bias tables, layers
+    left unconverted) act at every ω, so training them would move the anchored corner too: they are frozen.
+    To let such a tensor learn, make it tunable (``tunify.convert(..., parameters=[...])``): then only its
+    anchored entry stays. BatchNorm running statistics are buffers, which the optimiser never sees: keep
+    those layers in eval mode while fine-tuning, or they move the corner (a warning names the first).
     The optimiser must be built after this call (the trainer skips parameters that do not require grad).
     """
     kernels = tmodel.config.kernels
     if not 0 <= index < kernels:
         raise ValueError(f"anchor index must be in [0, {kernels - 1}], got {index}")
     anchor_layers(tmodel.base_model, index)
+    tracking = next(
+        (
+            name
+            for name, m in tmodel.base_model.named_modules()
+            if isinstance(m, _NormBase) and m.track_running_stats
+        ),
+        None,
+    )
+    if tracking is not None:
+        warnings.warn(
+            f"anchor: {tracking} ({type(tmodel.base_model.get_submodule(tracking)).__name__}) updates its running "
+            "statistics in training mode, which moves the anchored corner; put such layers in eval mode while "
+            "fine-tuning (after model.train())",
+            stacklevel=2,
+        )
     return tmodel

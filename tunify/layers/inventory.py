@@ -44,10 +44,26 @@ def copy_state_keys(model: nn.Module) -> dict[str, int]:
     return keys
 
 
+def tunable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Every parameter that can make one ω differ from another: sources, tunable tensors' copies, φ."""
+    found: dict[int, nn.Parameter] = {}
+    for module in model.modules():
+        if isinstance(module, TunableLayer):
+            found.update((id(p), p) for m in (module.source, module.phi) for p in m.parameters())
+    for _, plist in _tensor_lists(model):
+        found.update((id(p), p) for p in plist.parameters())
+    return list(found.values())
+
+
 def anchor_layers(model: nn.Module, index: int) -> None:
-    """Freeze entry ``index`` of every source and tensor, and every φ (see :func:`tunify.anchor`)."""
+    """Freeze entry ``index`` of every source and tensor, every φ, and every parameter that all ω share (see
+    :func:`tunify.anchor`)."""
     for module in model.modules():
         if isinstance(module, TunableLayer):
             module.anchor(index)
     for _, plist in _tensor_lists(model):
         anchor_tensor(plist, index)
+    tunable = {id(p) for p in tunable_parameters(model)}
+    for param in model.parameters():
+        if id(param) not in tunable:  # a norm's affine, a position-bias table, a layer left unconverted
+            param.requires_grad_(False)
