@@ -23,6 +23,7 @@ CASES = {
     "lowrank": ("lowrank", {"rank": 2}),
     "atoms": ("atoms", {}),
     "atoms_m4_over": ("atoms", {"atoms": 4, "overcomplete": 2}),
+    "atoms_over": ("atoms", {"overcomplete": 2}),  # m = k²: as many atoms as each kernel has (6 depthwise)
     "adafm": ("adafm", {}),
     "adafm_k3": ("adafm", {"kernel_size": 3}),
     "ftn": ("ftn", {"groups": 2}),
@@ -31,13 +32,15 @@ DELTA = [c for c in CASES if c != "kernels"]
 
 
 def conv_net() -> nn.Module:
-    """Plain, grouped, transposed and 1×1 convolutions: every conv shape the strategies treat differently."""
+    """Plain, grouped, depthwise, transposed and 1×1 convolutions: every conv shape the strategies treat
+    differently (the depthwise 5×5 kernel has fewer rows, 6, than k² = 25: fewer filter atoms than k²)."""
     torch.manual_seed(0)
     return nn.Sequential(
         nn.Conv2d(3, 6, 3, padding=1),
         nn.ReLU(),
         nn.Conv2d(6, 6, 3, padding=1, groups=2),
         nn.ReLU(),
+        nn.Conv2d(6, 6, 5, padding=2, groups=6),
         nn.ConvTranspose2d(6, 4, 2, stride=2),
         nn.ReLU(),
         nn.Conv2d(4, 3, 1),
@@ -195,6 +198,8 @@ def test_parameter_counts_follow_the_formulas() -> None:
     assert lowrank[0].params_added == 2 * (6 + 27) + 6 + phi
     atoms = tunify.convert(conv_net(), 2, strategy="atoms", atoms=4).conversion_report()
     assert atoms[0].params_added == 2 * 4 * 9 + 6 + phi
+    full = tunify.convert(conv_net(), 2, strategy="atoms").conversion_report()
+    assert full[2].params_added == 2 * 6 * 25 + 6 + phi  # depthwise 5×5: 6 rows, so 6 atoms, not k² = 25
     assert "no spatial kernel" in atoms[-1].tunable_class  # the 1×1 convolution falls back to lowrank
     assert atoms[-1].params_added == 3 * (3 + 4) + 3 + phi  # rank capped at min(3, 4)
 
@@ -359,7 +364,7 @@ def test_two_stage_refuses_kernels() -> None:
 
 def test_lowrank_rank_is_capped_by_the_matrix() -> None:
     tmodel = tunify.convert(conv_net(), 2, strategy="lowrank", rank=50)
-    last = tmodel.base_model[6].source.tensor("weight")  # (3, 4) matrix: rank at most 3
+    last = tmodel.base_model[7].source.tensor("weight")  # (3, 4) matrix: rank at most 3
     assert last.rank == 3
     assert math.isclose(
         tmodel(X, omega=torch.tensor([0.5, 0.5])).sum().item(), conv_net()(X).sum().item(), rel_tol=1e-5

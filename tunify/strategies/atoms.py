@@ -33,7 +33,8 @@ from .registry import Strategy, _positive_int, register_strategy, spatial_size
 
 
 def svd_atoms(weight: Tensor, m: int) -> Tensor:
-    """The m leading spatial atoms of a kernel (right singular vectors of its (C_out·C_in, k²) unfolding)."""
+    """The m leading spatial atoms of a kernel (right singular vectors of its (C_out·C_in, k²) unfolding);
+    at most as many as the unfolding has rows."""
     flat = weight.detach().reshape(-1, math.prod(weight.shape[2:])).double()
     _, _, vh = torch.linalg.svd(flat, full_matrices=False)
     return vh[:m].to(weight.dtype).contiguous()
@@ -61,11 +62,14 @@ class AtomDelta(DeltaTensor):
             raise ValueError(f"atoms must be in [1, k² = {spatial}], got {m}")
         if overcomplete < 0:
             raise ValueError(f"overcomplete must be >= 0 (0: off), got {overcomplete}")
-        self.m, self.m1, self.spatial = m, overcomplete, spatial
+        # a kernel with fewer rows (C_out·C_in/g) than k² has only that many atoms, and is still exact on them
         self.register_buffer("atoms", svd_atoms(base, m))
+        self.m, self.m1, self.spatial = self.atoms.shape[0], overcomplete, spatial
         for i in self.others:
             if overcomplete:
-                self.add_module(str(i), _Overcomplete(base.shape[1], m, overcomplete, spatial, self.base))
+                self.add_module(
+                    str(i), _Overcomplete(base.shape[1], self.m, overcomplete, spatial, self.base)
+                )
             else:
                 self.register_parameter(str(i), nn.Parameter(torch.zeros_like(self.atoms)))
 
