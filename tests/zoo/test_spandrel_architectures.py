@@ -366,6 +366,10 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+def _shapes(net: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(t.shape) for name, t in net.state_dict().items()}
+
+
 def _build(case: Case) -> nn.Module:
     torch.manual_seed(0)
     if case.build is not None:
@@ -448,3 +452,8 @@ def test_converted_architecture_matches_original(name: str, monkeypatch: pytest.
 
         plain = tunify.bake(tmodel, omega[0])
         _close(_run(plain, case, _rows(x, 0)), alone[0], "bake")
+
+    if case.build is None:  # what save_pretrained records rebuilds the same network (from_pretrained)
+        rebuilt = tunify.zoo.build(tunify.zoo.describe(tmodel))
+        assert type(rebuilt) is type(plain)
+        assert _shapes(rebuilt) == _shapes(plain), "describe → build gives another network"

@@ -47,6 +47,26 @@ def test_describe_build_round_trip(path: Path) -> None:
         torch.testing.assert_close(rebuilt.eval()(x), expected, atol=ATOL, rtol=RTOL)
 
 
+def test_spandrel_classes_are_described_by_the_name_spandrel_exports() -> None:
+    """ESRGAN's class is RRDBNet, exported as ESRGAN; RealCUGAN records scale/fast beside its constructor's
+    keywords. Specs name what build can find, and a spec naming the class itself still builds."""
+    esrgan = zoo.build({"architecture": "ESRGAN", "kwargs": {"num_filters": 8, "num_blocks": 1}})
+    assert type(esrgan).__name__ == "RRDBNet" and "class_name" not in zoo.describe(esrgan)
+    old_spec = {
+        "architecture": "ESRGAN",
+        "class_name": "RRDBNet",
+        "kwargs": {"num_filters": 8, "num_blocks": 1},
+    }
+    assert type(zoo.build(old_spec)) is type(esrgan)
+    from spandrel.architectures.RealCUGAN import UpCunet2x
+
+    spec = zoo.describe(UpCunet2x())
+    assert (
+        spec["class_name"] == "UpCunet2x" and "scale" not in spec["kwargs"] and "fast" not in spec["kwargs"]
+    )
+    assert type(zoo.build(spec)) is UpCunet2x
+
+
 def _small() -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     path = fixture_by_name("nafnet_small")
     sd = zoo.read_state_dict(path, prefix=FIXTURE_PREFIX)

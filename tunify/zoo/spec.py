@@ -103,10 +103,24 @@ def _spandrel_arch_id(model: nn.Module) -> str | None:
     return None
 
 
-def _constructor_defaults(cls: type) -> dict[str, Any]:
+def _constructor_parameters(cls: type) -> dict[str, inspect.Parameter]:
     # spandrel wraps __init__ with functools.wraps, so the signature is the original one.
-    sig = inspect.signature(cls.__init__)
-    return {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+    return dict(inspect.signature(cls.__init__).parameters)
+
+
+def _exported_classes(arch: str) -> dict[str, type]:
+    """The model classes ``spandrel.architectures.<arch>`` exports, by the name it exports them under."""
+    module = importlib.import_module(f"spandrel.architectures.{arch}")
+    names = getattr(module, "__all__", None) or list(vars(module))
+    found = {name: getattr(module, name, None) for name in names}
+    return {name: c for name, c in found.items() if isinstance(c, type) and issubclass(c, nn.Module)}
+
+
+def _exported_name(cls: type, arch: str) -> str:
+    """The name spandrel exports ``cls`` under: ESRGAN's ``RRDBNet`` is ``ESRGAN``, Compact's
+    ``SRVGGNetCompact`` is ``Compact``; the architecture's own name when it is one of them."""
+    names = [name for name, c in _exported_classes(arch).items() if c is cls]
+    return arch if arch in names else next(iter(names), cls.__name__)
 
 
 def spandrel_spec(model: nn.Module, name: str | None = None) -> ArchSpec:
@@ -119,9 +133,13 @@ def spandrel_spec(model: nn.Module, name: str | None = None) -> ArchSpec:
     hp = getattr(model, "hyperparameters", None)
     if arch is None or not isinstance(hp, dict):
         raise ZooError(f"{type(model).__name__} is not a spandrel model with recorded hyper-parameters")
-    defaults = _constructor_defaults(type(model))
+    params = _constructor_parameters(type(model))
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    defaults = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
     kwargs: dict[str, Any] = {}
     for k, v in hp.items():
+        if k not in params and not takes_any:
+            continue  # recorded by spandrel beside the constructor's own (RealCUGAN's scale, fast)
         if _is_json_scalar_tree(v):
             kwargs[k] = _jsonable(v)
         elif k in defaults and defaults[k] is v:
@@ -131,7 +149,7 @@ def spandrel_spec(model: nn.Module, name: str | None = None) -> ArchSpec:
                 f"{type(model).__name__} hyper-parameter {k}={v!r} is not a JSON value and not the default; "
                 "it cannot be recorded in an architecture spec"
             )
-    cls_name = type(model).__name__
+    cls_name = _exported_name(type(model), arch)
     return ArchSpec(arch, kwargs, class_name=None if cls_name == arch else cls_name, name=name)
 
 
@@ -166,6 +184,8 @@ def _spandrel_class(spec: ArchSpec) -> type[nn.Module]:
         ) from None
     cls_name = spec.class_name or spec.architecture
     cls = getattr(module, cls_name, None)
+    if cls is None:  # a spec naming the class itself (earlier tunify wrote ESRGAN's as RRDBNet)
+        cls = next((c for c in _exported_classes(spec.architecture).values() if c.__name__ == cls_name), None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         exported = [n for n in getattr(module, "__all__", []) if not n.endswith("Arch")]
         raise ZooError(
