@@ -31,6 +31,7 @@ from torch import nn
 from .._atomic import temp_dir_beside
 from ..convert import CheckpointError, TunableModel, apply_spec, read_checkpoint, save
 from ..convert.io import load_strict
+from ..zoo.spec import TIMM_PREFIX
 from .card import render_card
 from .config import (
     CONFIG_NAME,
@@ -233,6 +234,16 @@ def from_pretrained(
         raise HubError(
             f"{weights_path}: its conversion spec differs from {config_path}; the two were not saved together"
         )
-    load_strict(tmodel, state, str(weights_path))
+    try:
+        load_strict(tmodel, state, str(weights_path))
+    except CheckpointError as error:
+        architecture = config["base"]["architecture"]
+        if model is None and architecture.startswith(TIMM_PREFIX):  # timm keeps no record of its keywords
+            raise HubError(
+                f"{error}. The network was rebuilt as timm.create_model({architecture[len(TIMM_PREFIX) :]!r}, "
+                f"**{config['base'].get('kwargs', {})}); if it was created with other keywords (img_size, "
+                "in_chans, …), create it the same way and pass it as model="
+            ) from None
+        raise
     tmodel.info = config["info"]
     return tmodel.to(map_location).eval()
