@@ -91,15 +91,19 @@ def test_timm_round_trip(tmp_path: Path) -> None:
     assert set(loaded.state_dict()) == set(tmodel.state_dict())
     _same_outputs(tmodel, loaded, torch.rand(1, 3, 32, 32))
 
-    # timm keeps no record of other keywords: the error says how such a network loads
-    wide = timm.create_model("test_resnet", pretrained=False, num_classes=3, in_chans=1).eval()
-    save_pretrained(tunify.convert(wide, p=2), tmp_path / "grey")
+    # timm records no keywords: the usual ones are read back from the network; others need model=
+    grey = timm.create_model("test_resnet", pretrained=False, num_classes=3, in_chans=1).eval()
+    save_pretrained(tunify.convert(grey, p=2), tmp_path / "grey")
+    assert read_config(tmp_path / "grey")["base"]["kwargs"] == {"num_classes": 3, "in_chans": 1}
+    assert from_pretrained(tmp_path / "grey").p == 2
+    narrow = timm.create_model("test_resnet", pretrained=False, num_classes=3, stem_width=8)
+    save_pretrained(tunify.convert(narrow, p=2), tmp_path / "narrow")
     with pytest.raises(
         HubError, match=r"rebuilt as timm.create_model\('test_resnet', \*\*\{'num_classes': 3\}\)"
     ):
-        from_pretrained(tmp_path / "grey")
-    model = timm.create_model("test_resnet", pretrained=False, num_classes=3, in_chans=1)
-    assert from_pretrained(tmp_path / "grey", model=model).p == 2
+        from_pretrained(tmp_path / "narrow")
+    model = timm.create_model("test_resnet", pretrained=False, num_classes=3, stem_width=8)
+    assert from_pretrained(tmp_path / "narrow", model=model).p == 2
 
 
 def test_zoo_round_trip_and_card(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from .. import zoo
@@ -90,15 +91,44 @@ def describe_base(model: nn.Module) -> dict[str, Any]:
         pass
     cfg = getattr(model, "pretrained_cfg", None)
     name = cfg.get("architecture") if isinstance(cfg, dict) else None
-    if (
-        name
-    ):  # a timm model made with timm.create_model: its keywords are unknown, num_classes is the usual one
-        kwargs = (
-            {"num_classes": model.num_classes} if isinstance(getattr(model, "num_classes", None), int) else {}
-        )
-        return {"architecture": f"{TIMM_PREFIX}{name}", "kwargs": kwargs}
+    if name:  # a timm model made with timm.create_model, which records none of its keywords
+        return {"architecture": f"{TIMM_PREFIX}{name}", "kwargs": _timm_keywords(model, name)}
     cls = type(model)
     return {"architecture": CUSTOM, "class": f"{cls.__module__}.{cls.__qualname__}"}
+
+
+def _timm_keywords(model: nn.Module, name: str) -> dict[str, Any]:
+    """The usual ``timm.create_model`` keywords, read back from the network where they differ from the
+    default build (made on the meta device: no memory, no weights): ``num_classes``, ``in_chans`` (the
+    first convolution's input channels) and a patch embedding's ``img_size`` / ``patch_size``. Others stay
+    unknown; ``from_pretrained`` then says to pass ``model=``."""
+    import timm
+
+    kwargs: dict[str, Any] = {}
+    if isinstance(getattr(model, "num_classes", None), int):
+        kwargs["num_classes"] = model.num_classes
+    try:
+        with torch.device("meta"):
+            default = timm.create_model(name, pretrained=False, **kwargs)
+    except Exception:  # a timm model that will not build by name: keep what is known
+        return kwargs
+    first = model.pretrained_cfg.get("first_conv")
+    if isinstance(first, str):
+        channels = [getattr(_submodule(m, first), "in_channels", None) for m in (model, default)]
+        if channels[0] != channels[1] and isinstance(channels[0], int):
+            kwargs["in_chans"] = channels[0]
+    for key in ("img_size", "patch_size"):
+        values = [getattr(_submodule(m, "patch_embed"), key, None) for m in (model, default)]
+        if values[0] != values[1] and values[0] is not None:
+            kwargs[key] = list(values[0]) if isinstance(values[0], tuple) else values[0]
+    return kwargs
+
+
+def _submodule(model: nn.Module, name: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None
 
 
 OmegaEffect = str | tuple[str, str]

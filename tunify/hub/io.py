@@ -203,6 +203,19 @@ def read_config(
     return read_config_file(config_path)
 
 
+def _rebuild_hint(config: dict[str, Any], model: nn.Module | None) -> str:
+    """What to do when a timm network rebuilt from its name does not fit: timm records no keywords, and
+    ``describe_base`` reads back only the usual ones."""
+    architecture = config["base"]["architecture"]
+    if model is not None or not architecture.startswith(TIMM_PREFIX):
+        return ""
+    call = f"timm.create_model({architecture[len(TIMM_PREFIX) :]!r}, **{config['base'].get('kwargs', {})})"
+    return (
+        f". The network was rebuilt as {call}; if it was created with other keywords, create it the same "
+        "way and pass it as model="
+    )
+
+
 def from_pretrained(
     repo_id_or_dir: str | os.PathLike,
     model: nn.Module | None = None,
@@ -226,7 +239,7 @@ def from_pretrained(
     try:
         tmodel = apply_spec(base, config["conversion"])
     except CheckpointError as error:
-        raise HubError(f"{config_path}: {error}") from None
+        raise HubError(f"{config_path}: {error}{_rebuild_hint(config, model)}") from None
     state, file_spec = read_checkpoint(weights_path)
     expected = config["conversion"]
     keys = ("p", "layers", "tensors", "strategy", "strategy_options")
@@ -237,13 +250,9 @@ def from_pretrained(
     try:
         load_strict(tmodel, state, str(weights_path))
     except CheckpointError as error:
-        architecture = config["base"]["architecture"]
-        if model is None and architecture.startswith(TIMM_PREFIX):  # timm keeps no record of its keywords
-            raise HubError(
-                f"{error}. The network was rebuilt as timm.create_model({architecture[len(TIMM_PREFIX) :]!r}, "
-                f"**{config['base'].get('kwargs', {})}); if it was created with other keywords (img_size, "
-                "in_chans, …), create it the same way and pass it as model="
-            ) from None
+        hint = _rebuild_hint(config, model)
+        if hint:
+            raise HubError(f"{error}{hint}") from None
         raise
     tmodel.info = config["info"]
     return tmodel.to(map_location).eval()
