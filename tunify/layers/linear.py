@@ -41,7 +41,9 @@ class TunableLinear(TunableLayer):
         if x.ndim == 2 and x.shape[0] == b:  # one vector per sample
             return self.per_sample_vectors(x, omega)
         tensors = self.source(self.alpha(omega))  # weight [B, out, in], bias [B, out]
-        rows = x.reshape(b, x.shape[:-1].numel() // b, x.shape[-1])  # [B, k·tokens, in] (no -1: in may be 0)
+        # [B, k·tokens, in]; -1 keeps the row count symbolic under torch.export (an empty layer, in = 0, cannot
+        # infer it and counts the rows itself)
+        rows = x.reshape(b, -1 if x.shape[-1] else x.shape[:-1].numel() // b, x.shape[-1])
         if "bias" in tensors:
             y = torch.baddbmm(tensors["bias"].unsqueeze(1), rows, tensors["weight"].transpose(1, 2))
         else:
