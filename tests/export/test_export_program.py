@@ -12,6 +12,7 @@ from export_testdata import OMEGAS, P, inputs, tiny
 from torch import nn
 
 import tunify
+from tests.conftest import spread_copies
 from tunify.export import MissingDependencyError, OmegaInput, export_metadata, export_program
 from tunify.export.compat import _swinir_window_reverse
 
@@ -155,3 +156,27 @@ def test_a_size_the_network_fixes_is_named_in_a_warning(tmp_path: Path) -> None:
         baked = tunify.export(tmodel, tmp_path / "baked.pt2", omega=OMEGAS[1])
     with torch.no_grad():
         torch.testing.assert_close(torch.export.load(baked).module()(x), tmodel(x, omega=omega))
+
+
+class _PerBatchBias(nn.Module):
+    """A bias computed once per batch from a table without a batch dimension (DAT's position-bias MLP):
+    per-sample ω runs such a network one sample at a time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.mlp = nn.Linear(2, 3)
+        self.register_buffer("table", torch.rand(5, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + self.mlp(self.table).mean(0)[:, None, None]
+
+
+def test_per_sample_export_of_a_network_that_runs_a_layer_once_per_batch() -> None:
+    torch.manual_seed(0)
+    tmodel = spread_copies(tunify.convert(_PerBatchBias(), p=P), scale=0.5).eval()
+    x, omega = torch.rand(2, 3, 9, 8), torch.rand(2, P)
+    with pytest.warns(UserWarning, match=r"fixes x dim 0 = 2, omega dim 0 = 2"):  # one sample at a time
+        program = export_program(tmodel, mix="outputs", example=x)
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x, omega), tmodel(x, omega=omega))

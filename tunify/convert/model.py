@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -104,7 +105,7 @@ class TunableModel(nn.Module):
                 "omega per batch (shape (p,); the `per_batch` omega sampler), or put the BatchNorm layers in "
                 "eval mode"
             )
-        if not self._loop_per_sample:
+        if not (self._loop_per_sample or torch.compiler.is_exporting()):  # torch.export cannot trace vmap
             try:
                 return vmap_over_samples(self.base_model, omega, args, kwargs, self._name, batch_dim)
             except RuntimeError as error:

@@ -164,6 +164,11 @@ def export_program(
         args = (x, w)
         dynamic = {"x": _dynamic(x), "omega": {} if mix == "weights" and not spatial else _dynamic(w)}
     with _tracing(tmodel):
+        if omega is None and mix == "outputs":
+            # one eager call first: a network that must run per-sample ω one sample at a time (a layer runs
+            # once for the whole batch) finds out by an exception, which must not happen inside the trace
+            with torch.no_grad():
+                module(*args)
         # by position: a baked network's own forward names its input as it likes (NAFNet: ``inp``)
         program = torch.export.export(module, args, dynamic_shapes=tuple(dynamic.values()))
     fixed = static_dims(program, dynamic)
