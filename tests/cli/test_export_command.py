@@ -70,3 +70,21 @@ def test_export_errors_are_one_line(
     # MODEL omitted: the embedded model loads, then the missing package is named with the pip command
     assert "pip install 'tunify[export]'" in _error(capsys, ["export", "-o", out])
     assert not Path(out).exists()
+
+
+def test_batch_sets_the_trace_batch(
+    saved, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Networks whose own code fixes the batch (HAT, DAT, …) keep the trace's: an app running one image at
+    a time exports with --batch 1."""
+    _, folder = saved
+    seen = []
+    monkeypatch.setattr(
+        "tunify.cli.export.export", lambda *a, example, **k: seen.append(example) or Path("m")
+    )
+    assert main(["export", str(folder), "-o", str(tmp_path / "m.pt2"), "--batch", "1"]) == 0
+    assert main(["export", str(folder), "-o", str(tmp_path / "m.pt2")]) == 0
+    assert [tuple(x.shape[:2]) for x in seen] == [(1, 3), (2, 3)]
+    assert "--batch must be at least 1" in _error(
+        capsys, ["export", str(folder), "-o", "m.pt2", "--batch", "0"]
+    )

@@ -6,6 +6,7 @@ import argparse
 
 from ..export import MIX_FORMS, MissingDependencyError, export
 from ..export.metadata import objectives
+from ..export.program import example_input
 from ._common import UsageError, load_model, parse_omega
 
 
@@ -36,6 +37,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="ω as a map (B, p, H, W), one ω per pixel (needs --mix outputs)",
     )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=2,
+        help="batch size of the trace (default 2): a network whose code fixes its batch (HAT, DAT, …) keeps "
+        "this one; 1 fixes the batch of any network (torch.export takes a size of 1 as fixed)",
+    )
     parser.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit) of MODEL")
     parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only")
@@ -47,12 +55,24 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--omega bakes ω in: it cannot be combined with --mix outputs or --spatial")
     if args.spatial and args.mix != "outputs":
         raise UsageError("--spatial needs --mix outputs (per-pixel ω mixes the outputs of the p kernels)")
+    if args.batch < 1:
+        raise UsageError(f"--batch must be at least 1, got {args.batch}")
     tmodel = load_model(args)
+    x = example_input(tmodel)
+    example = x[:1].expand(args.batch, *x.shape[1:]).clone()
     omega = None
     if args.omega is not None:
         omega = parse_omega(args.omega, tmodel.p, tmodel.config.allow_extrapolation)
     try:
-        path = export(tmodel, args.output, omega=omega, mix=args.mix, spatial=args.spatial, opset=args.opset)
+        path = export(
+            tmodel,
+            args.output,
+            omega=omega,
+            mix=args.mix,
+            spatial=args.spatial,
+            opset=args.opset,
+            example=example,
+        )
     except MissingDependencyError as error:
         raise UsageError(str(error)) from None
     if omega is not None:
