@@ -58,8 +58,6 @@ def run(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise UsageError(f"--batch must be at least 1, got {args.batch}")
     tmodel = load_model(args)
-    x = example_input(tmodel)
-    example = x[:1].expand(args.batch, *x.shape[1:]).clone()
     omega = None
     if args.omega is not None:
         omega = parse_omega(args.omega, tmodel.p, tmodel.config.allow_extrapolation)
@@ -71,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             mix=args.mix,
             spatial=args.spatial,
             opset=args.opset,
-            example=example,
+            example=example_input(tmodel, args.batch),
         )
     except MissingDependencyError as error:
         raise UsageError(str(error)) from None

@@ -32,19 +32,13 @@ def anchor(tmodel: TunableModel, index: int = 0) -> TunableModel:
     if not 0 <= index < kernels:
         raise ValueError(f"anchor index must be in [0, {kernels - 1}], got {index}")
     anchor_layers(tmodel.base_model, index)
-    tracking = next(
-        (
-            name
-            for name, m in tmodel.base_model.named_modules()
-            if isinstance(m, _NormBase) and m.track_running_stats
-        ),
-        None,
-    )
-    if tracking is not None:
-        warnings.warn(
-            f"anchor: {tracking} ({type(tmodel.base_model.get_submodule(tracking)).__name__}) updates its running "
-            "statistics in training mode, which moves the anchored corner; put such layers in eval mode while "
-            "fine-tuning (after model.train())",
-            stacklevel=2,
-        )
+    for name, norm in tmodel.base_model.named_modules():
+        if isinstance(norm, _NormBase) and norm.track_running_stats:
+            warnings.warn(
+                f"anchor: {name} ({type(norm).__name__}) updates its running statistics in training mode, "
+                "which moves the anchored corner; put such layers in eval mode while fine-tuning (after "
+                "model.train())",
+                stacklevel=2,
+            )
+            break
     return tmodel

@@ -62,12 +62,12 @@ class OmegaInput(nn.Module):
         return self.tmodel(x, omega=omega)
 
 
-def example_input(tmodel: TunableModel) -> Tensor:
-    """A (2, C, 67, 61) batch, C read from the first layer that declares its input channels."""
+def example_input(tmodel: TunableModel, batch: int = EXAMPLE_BATCH) -> Tensor:
+    """A (batch, C, 67, 61) input, C read from the first layer that declares its input channels."""
     for module in tmodel.base_model.modules():
         channels = getattr(module, "in_channels", None)
         if isinstance(channels, int):
-            return torch.rand(EXAMPLE_BATCH, channels, *EXAMPLE_SIZE)
+            return torch.rand(batch, channels, *EXAMPLE_SIZE)
     raise ValueError(
         f"cannot tell the input channels of {type(tmodel.base_model).__name__} (no layer with in_channels): "
         "pass example=, a batch of the input the network takes"

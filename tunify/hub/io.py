@@ -250,9 +250,6 @@ def from_pretrained(
     try:
         load_strict(tmodel, state, str(weights_path))
     except CheckpointError as error:
-        hint = _rebuild_hint(config, model)
-        if hint:
-            raise HubError(f"{error}{hint}") from None
-        raise
+        raise HubError(f"{error}{_rebuild_hint(config, model)}") from None
     tmodel.info = config["info"]
     return tmodel.to(map_location).eval()
