@@ -136,3 +136,43 @@ def test_bake_of_swin2sr_with_its_default_depths_runs() -> None:
         torch.testing.assert_close(
             tunify.bake(tmodel, omega)(x), tmodel(x, omega=omega), atol=1e-5, rtol=1e-4
         )
+
+
+class _VersionChecked(nn.Module):
+    """A container that refuses a state dict without its format version, as torchvision's MNASNet does."""
+
+    _version = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args) -> None:  # noqa: ANN001
+        if local_metadata.get("version") is None:
+            raise ValueError("version should be set to 1 or 2 instead of None")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args)
+
+
+def test_weights_without_module_versions_load_into_modules_that_check_them(tmp_path) -> None:
+    """safetensors keeps no ``_metadata``: tunify.load, the EMA swap and DNI each failed on MNASNet."""
+    from tunify.strategies import dni
+    from tunify.train import ModelEMA
+
+    x = torch.randn(1, 3, 8, 8)
+    tmodel = spread_copies(tunify.convert(_VersionChecked(), 2), scale=0.5)
+    tunify.save(tmodel, tmp_path / "t.safetensors")
+    again = tunify.load(_VersionChecked(), tmp_path / "t.safetensors")
+    omega = torch.tensor([0.3, 0.7])
+    with torch.no_grad():
+        torch.testing.assert_close(again(x, omega=omega), tmodel(x, omega=omega), atol=0, rtol=0)
+        ema = ModelEMA(tmodel, decay=0.5)
+        with ema.swapped_into(tmodel) as swapped:
+            swapped(x, omega=omega)
+        other = _VersionChecked()
+        other.body[0].weight.add_(0.1)
+        mixed = dni([_VersionChecked(), other])
+        torch.testing.assert_close(mixed(x, omega=torch.tensor([0.0, 1.0])), other(x), atol=1e-6, rtol=0)

@@ -17,6 +17,7 @@ from torch import nn
 
 from .._atomic import save_safetensors
 from .._errors import CheckpointError
+from .._state_dict import load_state
 from .._version import __version__
 from .config import ConvertConfig
 from .model import TunableModel
@@ -126,4 +127,4 @@ def load_strict(tmodel: TunableModel, state: dict[str, Any], source: str) -> Non
             f"{source} does not match the converted network: missing {missing[:10]}, unexpected "
             f"{unexpected[:10]}, shape mismatch {shapes[:10]}"
         )
-    tmodel.base_model.load_state_dict(state, strict=True)
+    load_state(tmodel.base_model, state)

@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 import tunify
+from tunify._state_dict import load_state
 from tunify.convert import CheckpointError, TunableModel
 from tunify.convert.io import load_strict
 from tunify.evaluate import sweep
@@ -168,7 +169,7 @@ def run(
                 built.model, built.loss, built.sampler, built.loader, built.train_config, out, resume=resume
             )
             trainer.fit()
-            built.model.load_state_dict(trainer.inference_weights())
+            load_state(built.model, trainer.inference_weights())
         if not main_rank:
             return out / "pretrained"
         minutes = (time.time() - start) / 60

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tunify._state_dict import load_state
 from tunify.objectives import FunctionSampler, noise_preservation_target, unsharp_mask_target
 from tunify.recipes._base import Recipe, multi_loss, resolve_path, train_loader
 from tunify.recipes._cli import main
@@ -75,7 +76,7 @@ def train_restorer(net: nn.Module, cfg: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(model, multi_loss(cfg), sampler, train_loader(cfg), config, out)
         trainer.fit()
-        model.load_state_dict(trainer.inference_weights())
+        load_state(model, trainer.inference_weights())
 
 
 def build_model(cfg: dict[str, Any]) -> nn.Module:
@@ -90,7 +91,7 @@ def build_model(cfg: dict[str, Any]) -> nn.Module:
         expected = net.state_dict()
         if set(state) != set(expected) or any(state[k].shape != v.shape for k, v in expected.items()):
             raise ValueError(f"restorer weights {path} do not match model.init's network: delete the file")
-        net.load_state_dict(state)
+        load_state(net, state)
         print(f"[deblur] stage 1 (restorer) read from {path}")
         return net
     train_restorer(net, cfg)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tunify._state_dict import load_state
 from tunify.convert import TunableModel, convert
 from tunify.layers import copy_state_keys, phi_parameters
 
@@ -69,7 +70,7 @@ def dni(models: Sequence[nn.Module], **convert_kwargs: Any) -> TunableModel:
             f"dni: {len(not_tunable)} tensors differ between the networks but are not converted, e.g. "
             f"{not_tunable[:5]}; include them in the conversion (include=/parameters=)"
         )
-    tmodel.load_state_dict(merged)
+    load_state(tmodel, merged)
     with torch.no_grad():
         for param in phi_parameters(tmodel):
             param.copy_(torch.eye(p) if param.ndim == 2 else torch.zeros(p))

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from tunify._state_dict import load_state
+
 
 class ModelEMA:
     """Shadow copy of every floating-point entry of a model's state dict.
@@ -59,8 +61,8 @@ class ModelEMA:
     def swapped_into(self, model: nn.Module) -> Iterator[nn.Module]:
         """Temporarily load the EMA weights into ``model`` (e.g. to evaluate), restoring them afterwards."""
         backup = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(self.shadow)
+        load_state(model, self.shadow)
         try:
             yield model
         finally:
-            model.load_state_dict(backup)
+            load_state(model, backup)

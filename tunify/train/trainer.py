@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
+from tunify._state_dict import load_state
 from tunify.train.adversarial import find_discriminator
 from tunify.train.checkpoint import CheckpointDir, save_weights
 from tunify.train.config import TrainConfig
@@ -270,7 +271,7 @@ class Trainer:
         if path is None:
             return
         tensors, state = self.checkpoints.load(path)
-        self.model.load_state_dict(tensors["model"])
+        load_state(self.model, tensors["model"])
         if self.ema is not None:
             if "ema" not in tensors:
                 raise ValueError(f"checkpoint {path} has no EMA weights but config.ema_decay is set")

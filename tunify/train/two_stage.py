@@ -19,6 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from .._state_dict import load_state
 from ..convert import TunableModel
 from ..layers import phi_parameters
 from ..objectives import FunctionSampler
@@ -135,5 +136,5 @@ def train_two_stage(
             sampler = constant_omega_sampler(level_omega(tmodel, level))
             trainer = Trainer(tmodel, loss_fn, sampler, train_loader, config, out_dir / f"stage_{stage}")
             trainer.fit()
-            tmodel.load_state_dict(trainer.inference_weights())
+            load_state(tmodel, trainer.inference_weights())
     return tmodel

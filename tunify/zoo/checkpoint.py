@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .._state_dict import load_state
 from .errors import (
     CheckpointError,
     CheckpointNotFoundError,
@@ -293,7 +294,7 @@ def _load_into_spec(
 ) -> nn.Module:
     model = build(spec)
     try:
-        model.load_state_dict(sd, strict=strict)
+        load_state(model, sd, strict=strict)
     except RuntimeError as e:
         arch = ArchSpec.from_dict(spec).architecture
         raise CheckpointError(f"{where}: the weights do not fit the given {arch} spec: {e}") from None
