@@ -12,8 +12,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers import TunableMultiheadAttention, TunableTensor, check_omega, omega_form, use_omega
 from ..layers.generic import vmap_over_samples
-from ..layers.omega import PerSampleRowsError, flatten_constant_map
+from ..layers.omega import PerSampleRowsError, flatten_constant_map, rows_were_folded
 from .config import ConvertConfig
+from .layout import rows_follow_samples
 from .report import ConversionReport
 
 
@@ -46,6 +47,7 @@ class TunableModel(nn.Module):
         self._restore = restore  # attributes changed to switch off fused paths, put back by bake()
         self.info: dict[str, Any] = {}  # saved with the model: base network, objectives, what each ω_i does
         self._loop_per_sample = False
+        self._rows_checked = False  # whether layers given B·k rows were seen to get them sample by sample
         # Per-sample ω is fed to the layers directly when every layer input holds the batch in dim 0. Two
         # kinds of network break that and run per-sample calls sample by sample under vmap instead: a
         # tunable tensor that cannot broadcast over the batch, and a sequence-first network (an attention
@@ -81,7 +83,14 @@ class TunableModel(nn.Module):
         if not (varies and self._vmap_per_sample):
             try:
                 with use_omega(omega):
-                    return self.base_model(*args, **kwargs)
+                    out = self.base_model(*args, **kwargs)
+                    folded = varies and rows_were_folded()
+                if not (folded and self._rows_unchecked()):
+                    return out
+                self._rows_checked = True
+                if rows_follow_samples(self.base_model, omega, args, kwargs):
+                    return out
+                self._vmap_per_sample = True  # e.g. torch.cat of two batches: rows are not sample-major
             except PerSampleRowsError:
                 if not varies:
                     raise
@@ -90,6 +99,12 @@ class TunableModel(nn.Module):
                 # calls one sample at a time.
                 self._vmap_per_sample = True
         return self._sample_by_sample(omega, args, kwargs, batch_dim)
+
+    def _rows_unchecked(self) -> bool:
+        """Whether folded rows still need :func:`rows_follow_samples` (never inside a trace or compile:
+        ``tunify.export`` makes an eager call first)."""
+        tracing = torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
+        return not (self._rows_checked or tracing)
 
     def _sample_by_sample(self, omega: Tensor, args: tuple, kwargs: dict, batch_dim: int) -> Any:
         """Per-sample ω, one sample at a time: under vmap, or in a loop where vmap cannot run the network."""

@@ -166,7 +166,7 @@ def export_program(
     with _tracing(tmodel):
         if omega is None and mix == "outputs":
             # one eager call first: a network that must run per-sample ω one sample at a time (a layer runs
-            # once for the whole batch) finds out by an exception, which must not happen inside the trace
+            # once for the whole batch, or concatenates batches) finds out then, never inside the trace
             with torch.no_grad():
                 module(*args)
         # by position: a baked network's own forward names its input as it likes (NAFNet: ``inp``)

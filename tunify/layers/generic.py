@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
-from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
+from torch.utils._pytree import TreeSpec, tree_flatten, tree_map, tree_unflatten
 
 from .base import SourceFactory, TunableLayer
-from .omega import check_rows, map_mean, omega_form, use_omega
+from .omega import PerSampleRowsError, check_rows, map_mean, omega_form, use_omega
 
 
 class TunableModule(TunableLayer):
@@ -54,6 +54,38 @@ class TunableModule(TunableLayer):
         return functional_call(self.base_layer, tensors, args, kwargs)
 
 
+def _split_samples(
+    args: tuple, kwargs: dict, omega: Tensor, where: str, batch_dim: int
+) -> tuple[list[Any], list[bool], TreeSpec]:
+    """The call's leaves with a leading sample dimension on each tensor that holds the batch (B·k rows in
+    ``batch_dim``, sample-major), which of them those are, and the spec to rebuild the call."""
+    b = omega.shape[0]
+    leaves, spec = tree_flatten((args, kwargs))
+    tensors = [t for t in leaves if isinstance(t, Tensor) and t.ndim > batch_dim]
+    if not tensors:
+        raise ValueError(f"{where}: per-sample omega needs a batched tensor input")
+    rows = tensors[0].shape[batch_dim]
+    if rows % b:
+        raise PerSampleRowsError(
+            f"{where}: per-sample omega runs this call one sample at a time, splitting its tensor arguments "
+            f"in dimension {batch_dim}, but the first one has {rows} there, not a multiple of the omega's {b} "
+            "rows (a list of images?): give one omega for the whole call, shape (p,)"
+        )
+    check_rows(omega, rows, where)  # notes B·k rows folded into the batch
+    split = [isinstance(t, Tensor) and t.ndim > batch_dim and t.shape[batch_dim] == rows for t in leaves]
+    leaves = [
+        t.movedim(batch_dim, 0).unflatten(0, (b, rows // b)) if s else t
+        for t, s in zip(leaves, split, strict=True)
+    ]
+    return leaves, split, spec
+
+
+def sample_inputs(args: tuple, kwargs: dict, omega: Tensor, i: int, where: str) -> tuple[tuple, dict]:
+    """The arguments of a call with per-sample ω ((B, p), batch in dimension 0) for sample ``i`` alone."""
+    leaves, split, spec = _split_samples(args, kwargs, omega, where, 0)
+    return tree_unflatten([t[i] if s else t for t, s in zip(leaves, split, strict=True)], spec)
+
+
 def vmap_over_samples(
     fn: Callable[..., Any],
     omega: Tensor,
@@ -75,17 +107,8 @@ def vmap_over_samples(
     inside vmap (its convolutions would meet bfloat16 inputs with float32 kernels).
     """
     b = omega.shape[0]
-    leaves, spec = tree_flatten((args, kwargs))
-    tensors = [t for t in leaves if isinstance(t, Tensor) and t.ndim > batch_dim]
-    if not tensors:
-        raise ValueError(f"{where}: per-sample omega needs a batched tensor input")
-    rows = tensors[0].shape[batch_dim]
-    check_rows(omega, rows, where)
-    split = [isinstance(t, Tensor) and t.ndim > batch_dim and t.shape[batch_dim] == rows for t in leaves]
-    leaves = [
-        t.movedim(batch_dim, 0).unflatten(0, (b, rows // b)) if s else t
-        for t, s in zip(leaves, split, strict=True)
-    ]
+    leaves, split, spec = _split_samples(args, kwargs, omega, where, batch_dim)
+    tensors = [t for t, s in zip(leaves, split, strict=True) if s]
     is_map = omega_form(omega) == "map"
 
     def one_sample(omega_row: Tensor, *sample_leaves: Any) -> Any:

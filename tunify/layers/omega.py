@@ -28,6 +28,7 @@ from torch import Tensor
 
 _OMEGA: ContextVar[Tensor | None] = ContextVar("tunify_omega", default=None)
 _GRID: ContextVar[list[tuple[int, ...]] | None] = ContextVar("tunify_grid", default=None)
+_FOLDED: ContextVar[list[int] | None] = ContextVar("tunify_folded", default=None)
 
 OmegaForm = Literal["shared", "per_sample", "map"]
 
@@ -45,9 +46,11 @@ def use_omega(omega: Tensor) -> Iterator[None]:
     """Make ``omega`` ((p,), (B, p) or a map (B, p, *S)) visible to every tunable layer run inside the block."""
     token = _OMEGA.set(omega)
     grid_token = _GRID.set([])
+    folded_token = _FOLDED.set([])
     try:
         yield
     finally:
+        _FOLDED.reset(folded_token)
         _GRID.reset(grid_token)
         _OMEGA.reset(token)
 
@@ -206,12 +209,21 @@ def check_omega(
     return omega
 
 
+def rows_were_folded() -> bool:
+    """Whether a layer of the current call took per-sample ω on more rows than samples (see
+    :func:`check_rows`)."""
+    return bool(_FOLDED.get())
+
+
 def check_rows(omega: Tensor, n: int, where: str) -> None:
     """Check that a layer input with ``n`` leading rows can take per-sample ω of shape (B, p).
 
     Window attention and similar code fold extra items into the batch dimension sample by sample
     (B·k rows, sample-major); the layers then apply each ω row to its k consecutive input rows.
     """
+    folded = _FOLDED.get()
+    if folded is not None and n != omega.shape[0]:
+        folded.append(n)
     if n % omega.shape[0]:
         raise PerSampleRowsError(
             f"{where}: per-sample omega has {omega.shape[0]} rows but the layer input has {n} leading rows, "
