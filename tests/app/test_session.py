@@ -54,6 +54,18 @@ def test_large_pictures_are_previewed_at_reduced_size(model_dir: Path, tmp_path:
     assert result.after.shape == (13, 32, 3)
 
 
+def test_an_upscaling_model_without_a_recipe_is_tried_on_a_downsampled_picture(image_path: Path) -> None:
+    """Its synthetic degradation was noise at full size: the 2x output met a 1x clean image."""
+    import tunify
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 12, 3, padding=1), torch.nn.PixelShuffle(2))
+    tuner = Tuner(tunify.convert(net, 2))
+    assert tuner.scale == 2 and tuner.degradation.kind == "downsample ×2"
+    result = tuner.preview(open_picture(image_path), Settings(omega=[0.5, 0.5], levels=[]))
+    assert result.after.shape == (64, 64, 3) and "**PSNR**" in result.scores
+
+
 def test_download_is_what_tunify_apply_writes_with_omega_in_the_metadata(
     tuner: Tuner, model_dir: Path, image_path: Path, tmp_path: Path
 ) -> None:

@@ -41,8 +41,9 @@ def test_omega_map_puts_the_region_omega_where_painted() -> None:
         omega_map([0.5, 0.5], [1.0], mask)
 
 
-def synthetic(degradation: object) -> SyntheticDegradation:
-    return SyntheticDegradation.from_config({"p": 2, "info": {"training": {"degradation": degradation}}})
+def synthetic(degradation: object, model_scale: int = 1) -> SyntheticDegradation:
+    config = {"p": 2, "info": {"training": {"degradation": degradation}}}
+    return SyntheticDegradation.from_config(config, model_scale)
 
 
 def test_the_recipes_noise_at_a_chosen_level_is_the_same_every_call() -> None:
@@ -65,10 +66,18 @@ def test_deblurring_models_get_blur_and_noise_levels() -> None:
     assert "rho=3.0" in s.describe([0.0, 3.0]) and "sigma=0.0" in s.describe([0.0, 3.0])
 
 
-def test_super_resolution_downsamples_by_the_recipe_scale_and_models_without_one_get_noise() -> None:
-    s = synthetic({"name": "downsample", "scale": 4})
+def test_super_resolution_downsamples_by_the_network_scale_and_other_models_without_a_recipe_get_noise() -> (
+    None
+):
+    s = synthetic({"name": "downsample", "scale": 4}, model_scale=4)
     assert s.scale == 4 and s.knobs == () and s.kind == "downsample ×4"
     assert s.apply(torch.rand(1, 3, 18, 21), []).shape == (1, 3, 4, 5)  # cropped to 16x20 first
     plain = synthetic(None)
     assert [k.key for k in plain.knobs] == ["sigma"] and plain.scale == 1
     assert [k.key for k in synthetic({"name": "no-such-thing"}).knobs] == ["sigma"]
+    # an upscaling network whose recipe is unknown, or says otherwise: bicubic by the network's own scale
+    for recorded in (None, {"name": "noise", "sigma": 10.0}, {"name": "downsample", "scale": 4}):
+        s = synthetic(recorded, model_scale=2)
+        assert (
+            s.scale == 2 and s.kind == "downsample ×2" and s.apply(torch.rand(1, 3, 8, 8), []).shape[-1] == 4
+        )

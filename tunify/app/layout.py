@@ -260,9 +260,12 @@ def build_app(tuner: Tuner, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
         render = _shown(result)
         outputs = [compare, scores]
         updates = [about, synthetic, *knobs, *sliders, *regions]
+        editor_inputs = [picture, current, synthetic, *values, editor]
         load.click(lambda name: [name, *model_changed(name)], model, [current, *updates]).success(
-            render, shown, outputs
-        )
+            degraded,
+            editor_inputs,
+            editor,  # the input as the new model sees it (scale, its recipe)
+        ).success(render, shown, outputs)
         app.load(model_changed, current, updates)
         upload.upload(
             opened, [upload, current, synthetic, *values], [picture, editor, painted_state]
@@ -273,7 +276,7 @@ def build_app(tuner: Tuner, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
             [picture, editor, painted_state],
         ).success(render, shown, outputs)
         for control in (synthetic, *knobs):
-            control.input(degraded, [picture, current, synthetic, *values, editor], editor).success(
+            control.input(degraded, editor_inputs, editor).success(
                 render, shown, outputs, trigger_mode="always_last"
             )
         for group in (sliders, regions):

@@ -129,9 +129,9 @@ class Tuner:
         config = build_config(model)
         self.config = config
         self.controls = OmegaControls.from_config(config)
-        self.degradation = SyntheticDegradation.from_config(config)
         probe = torch.zeros(1, 3, 16, 16)
         self.scale = infer_scale(self.model, probe, torch.tensor(self.controls.default_omega()))
+        self.degradation = SyntheticDegradation.from_config(config, self.scale)
         self.preview_side = preview_side
         self._eta = _eta_objective(config)
 

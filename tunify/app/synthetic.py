@@ -55,22 +55,23 @@ class SyntheticDegradation:
     scale: int  # 1, or the downsampling factor of a super-resolution recipe
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> SyntheticDegradation:
-        """From a model's ``config.json`` dict; noise when the recipe recorded no degradation."""
+    def from_config(cls, config: dict[str, Any], model_scale: int = 1) -> SyntheticDegradation:
+        """From a model's ``config.json`` dict. Where the recipe recorded no degradation (or one the network's
+        upscaling ``model_scale`` contradicts): noise, or bicubic downsampling by the model's scale."""
         recipe = config.get("info", {}).get("training", {}).get("degradation") or FALLBACK
         try:
             build_degradation(recipe)
-        except (ValueError, TypeError):  # written by a newer tunify, or by hand: offer plain noise
+        except (ValueError, TypeError):  # written by a newer tunify, or by hand
             recipe = FALLBACK
+        if _scale(recipe) != model_scale:
+            recipe = FALLBACK if model_scale == 1 else {"name": "downsample", "scale": model_scale}
         knobs: dict[str, Knob] = {}
-        scale = 1
         for step in _fields(recipe):
-            scale *= int(step.get("scale", 1)) if step.get("name") == "downsample" else 1
             for key, (label, maximum, preferred) in LEVELS.items():
                 if key in step and key not in knobs:
                     lo, hi = _range(step[key])
                     knobs[key] = Knob(key, label, max(maximum, hi), min(max(preferred, lo), hi))
-        return cls(recipe, tuple(knobs.values()), scale)
+        return cls(recipe, tuple(knobs.values()), model_scale)
 
     def describe(self, levels: Sequence[float]) -> str:
         """The degradation at ``levels``, e.g. ``noise(sigma=25.0, clip=False)`` (for the PNG metadata)."""
@@ -115,6 +116,15 @@ class SyntheticDegradation:
         generator = torch.Generator(device=clean.device).manual_seed(SEED)
         degraded, _ = self.build(levels)(self.crop(clean), generator)
         return degraded
+
+
+def _scale(recipe: Any) -> int:
+    """The downsampling factor of a degradation config (1 without one)."""
+    scale = 1
+    for step in _fields(recipe):
+        if step.get("name") == "downsample":
+            scale *= int(step.get("scale", 1))
+    return scale
 
 
 def _range(value: Any) -> tuple[float, float]:
