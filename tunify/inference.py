@@ -103,6 +103,48 @@ def infer_scale(model: Any, x: Tensor, omega: Tensor, probe: int = 16) -> int:
     return int(scale)
 
 
+class PerChannel(nn.Module):
+    """A greyscale network (one input channel) on colour images: each channel runs as a greyscale image of
+    its own, so a colour photo keeps its colour; an image whose channels are equal (a grey picture read as
+    RGB) runs once. Called like the network, ``(x, omega=...)``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, omega: Tensor) -> Tensor:
+        b, c, *size = x.shape
+        if (x == x[:, :1]).all():
+            y = self.model(x[:, :1], omega=omega)
+            return y.expand(-1, c, *y.shape[2:]) if y.shape[1] == 1 else y
+        if (
+            omega.ndim in (2, 4) and omega.shape[0] == b
+        ):  # one ω (or map) per image: the same for its channels
+            omega = omega.repeat_interleave(c, dim=0)
+        y = self.model(x.reshape(b * c, 1, *size), omega=omega)
+        if y.shape[1] != 1:
+            raise ValueError(
+                f"a network that takes one channel and gives {y.shape[1]} cannot run channel by channel"
+            )
+        return y.reshape(b, c, *y.shape[2:])
+
+
+def for_images(model: Any, x: Tensor, omega: Tensor, probe: int = 16) -> Any:
+    """``model``, or :class:`PerChannel` around it when it takes greyscale input: tried on a small crop of
+    ``x`` (B, 3, H, W) as it is, then on one channel. Where neither runs, ``model`` as it is, for the real
+    call to report why."""
+    crop = x[:1, :, :probe, :probe]
+    omega = _crop_omega(omega[:1] if omega.ndim in (2, 4) else omega, 0, 0, *crop.shape[-2:])
+    for image, runner in ((crop, model), (crop[:, :1], PerChannel(model))):
+        try:
+            with torch.inference_mode():
+                model(image, omega=omega)
+        except RuntimeError:
+            continue
+        return runner
+    return model
+
+
 def tiled_forward(
     model: Any,
     x: Tensor,

@@ -66,6 +66,18 @@ def test_an_upscaling_model_without_a_recipe_is_tried_on_a_downsampled_picture(i
     assert result.after.shape == (64, 64, 3) and "**PSNR**" in result.scores
 
 
+def test_a_greyscale_model_previews_and_exports_colour_pictures(image_path: Path, tmp_path: Path) -> None:
+    import tunify
+
+    torch.manual_seed(0)
+    grey = tunify.zoo.build({"architecture": "DnCNN", "kwargs": {"in_nc": 1, "out_nc": 1, "nc": 4, "nb": 2}})
+    tuner = Tuner(tunify.convert(grey, 2))
+    picture, settings = open_picture(image_path), Settings(omega=[0.5, 0.5], levels=[25.0])
+    assert tuner.preview(picture, settings).after.shape == (64, 64, 3)
+    with Image.open(tuner.export(picture, settings, tmp_path)) as written:
+        assert written.mode == "RGB" and written.size == (64, 64)
+
+
 def test_download_is_what_tunify_apply_writes_with_omega_in_the_metadata(
     tuner: Tuner, model_dir: Path, image_path: Path, tmp_path: Path
 ) -> None:

@@ -87,3 +87,52 @@ def test_convolutional_networks_run_channels_last_with_the_same_result() -> None
     assert fast_layout(WithLinear(), x) is x
     single = x[0]
     assert fast_layout(convnet, single) is single  # not an image batch
+
+
+def test_a_greyscale_network_runs_colour_images_channel_by_channel(tmp_path) -> None:
+    """`tunify apply` and the app fed RGB to one-channel networks (grey DnCNN, DRUNet, SwinIR denoisers)."""
+    from PIL import Image
+
+    from tunify.cli import main
+    from tunify.data import read_image
+    from tunify.inference import PerChannel, for_images
+
+    torch.manual_seed(2)
+    grey = _tunable(
+        tunify.zoo.build({"architecture": "DnCNN", "kwargs": {"in_nc": 1, "out_nc": 1, "nc": 4, "nb": 2}})
+    )
+    x, omega = torch.rand(2, 3, 20, 24), torch.tensor([[0.2, 0.8], [0.9, 0.1]])
+    runner = for_images(grey, x, omega)
+    assert isinstance(runner, PerChannel) and not isinstance(
+        for_images(_tunable(nn.Conv2d(3, 3, 1)), x, omega), PerChannel
+    )
+    with torch.no_grad():
+        y = runner(x, omega=omega)
+        for b in range(2):
+            for c in range(3):
+                alone = grey(x[b : b + 1, c : c + 1], omega=omega[b])
+                torch.testing.assert_close(y[b : b + 1, c : c + 1], alone, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(runner(x[:, :1].expand(-1, 3, -1, -1), omega=omega)[:, 2:], y[:, :1])
+
+    grey.save_pretrained(tmp_path / "grey")
+    for name, pixels in (("colour", x[0]), ("grey", x[0, :1])):
+        Image.fromarray((pixels.permute(1, 2, 0).squeeze(2).numpy() * 255).round().astype("uint8")).save(
+            tmp_path / f"{name}.png"
+        )
+        out = tmp_path / f"{name}_out.png"
+        args = [
+            "apply",
+            str(tmp_path / f"{name}.png"),
+            "--model",
+            str(tmp_path / "grey"),
+            "--omega",
+            "0.2,0.8",
+        ]
+        assert main([*args, "-o", str(out), "--no-progress"]) == 0
+        written = read_image(out, gray_to_rgb=False)
+        assert written.shape[0] == pixels.shape[0]  # colour stays colour, grey stays grey
+        with torch.no_grad():
+            expected = runner(read_image(tmp_path / f"{name}.png")[None], omega=omega[0])[
+                0, : pixels.shape[0]
+            ]
+        assert (written - expected.clamp(0, 1)).abs().max() <= 1 / 255 + 1e-6

@@ -25,7 +25,7 @@ from ..convert import TunableModel
 from ..data import ImageReadError, read_image, to_uint8
 from ..evaluate import noise_preservation_target, psnr, psnr_eta
 from ..hub import build_config, embedded_model_dir, from_pretrained
-from ..inference import fast_layout, infer_scale, tiled_forward
+from ..inference import fast_layout, for_images, infer_scale, tiled_forward
 from .controls import OmegaControls
 from .spatial import omega_map, resize_mask
 from .synthetic import SyntheticDegradation
@@ -129,8 +129,9 @@ class Tuner:
         config = build_config(model)
         self.config = config
         self.controls = OmegaControls.from_config(config)
-        probe = torch.zeros(1, 3, 16, 16)
-        self.scale = infer_scale(self.model, probe, torch.tensor(self.controls.default_omega()))
+        probe, omega = torch.rand(1, 3, 16, 16), torch.tensor(self.controls.default_omega())
+        self.runner = for_images(self.model, probe, omega)  # a greyscale network runs channel by channel
+        self.scale = infer_scale(self.runner, probe, omega)
         self.degradation = SyntheticDegradation.from_config(config, self.scale)
         self.preview_side = preview_side
         self._eta = _eta_objective(config)
@@ -187,7 +188,7 @@ class Tuner:
         fast = self.preview_precision == "bfloat16"
         try:
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
-                return self.model(fast_layout(self.model, x), omega=omega).float().contiguous()
+                return self.runner(fast_layout(self.runner, x), omega=omega).float().contiguous()
         except ValueError as error:  # ω the model refuses (range, shape)
             raise AppError(str(error)) from None
 
@@ -231,7 +232,7 @@ class Tuner:
         x, _ = self.inputs(picture.clean, settings.levels)
         omega = self.omega(settings, tuple(x.shape[-2:]))
         try:
-            y = tiled_forward(self.model, x, omega, progress=True)
+            y = tiled_forward(self.runner, x, omega, progress=True)
         except ValueError as error:
             raise AppError(str(error)) from None
         fmt = self.controls.format

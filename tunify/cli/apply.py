@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import grey_bit_depth, read_alpha, write_image
-from ..inference import tiled_forward
+from ..inference import for_images, tiled_forward
 from ._common import UsageError, add_model_args, check_image_output, load_image, load_model, parse_omega
 from ._omega_map import read_omega_map
 
@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         omega = parse_omega(
             args.omega or ",".join(["0.5"] * model.p), model.p, model.config.allow_extrapolation
         )
-    y = tiled_forward(model, x, omega, tile=args.tile, overlap=args.overlap, progress=not args.no_progress)
+    runner = for_images(model, x, omega)  # a greyscale network runs channel by channel
+    y = tiled_forward(runner, x, omega, tile=args.tile, overlap=args.overlap, progress=not args.no_progress)
     if args.omega_map:
         entries = {"omega_map": Path(args.omega_map).name}
         if args.omega_range:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..evaluate import omega_grid, tuning_strip
 from ..evaluate.report import format_omega
-from ..inference import tiled_forward
+from ..inference import for_images, tiled_forward
 from ._common import UsageError, add_model_args, check_image_output, load_image, load_model, parse_omega
 
 
@@ -50,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         omegas = omega_grid(model.p, torch.linspace(0, 1, args.steps).tolist()).float()
     panels = []
+    runner = for_images(model, x, omegas[0])
     for omega in omegas:
-        y = tiled_forward(model, x, omega, tile=args.tile, overlap=args.overlap, progress=False)
+        y = tiled_forward(runner, x, omega, tile=args.tile, overlap=args.overlap, progress=False)
         panels.append((y[0].float().cpu(), f"ω={format_omega(omega.tolist())}"))
     shown = F.interpolate(x, size=panels[0][0].shape[-2:], mode="nearest")  # SR outputs are larger
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
