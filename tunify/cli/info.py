@@ -123,7 +123,7 @@ def _print_baked(path: Path, record: dict[str, Any], params: int) -> None:
     base = record["base"]
     kwargs = f" {json.dumps(base['kwargs'])}" if base.get("kwargs") else ""
     omega = ", ".join(f"{w:g}" for w in record["omega"])
-    print(f"file:        {path} (a plain network baked at one ω; {params:,} parameters)")
+    print(f"file:        {path} (a plain network baked at one ω; {params:,} values, buffers included)")
     print(f"base:        {base['architecture']}{kwargs}" + (f" ({base['class']})" if "class" in base else ""))
     print(f"baked at:    ω = ({omega})")
     revision = f" (revision {record['revision']})" if record.get("revision") else ""
