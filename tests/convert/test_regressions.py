@@ -232,3 +232,41 @@ def test_windows_folded_sample_major_keep_the_batched_per_sample_path() -> None:
         alone = torch.cat([tmodel(x[i : i + 1], omega=omega[i]) for i in range(2)])
     assert rows[0] == 2 * 4  # one batched call over both samples' four windows, not one per sample
     torch.testing.assert_close(together, alone, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "norm", [nn.utils.parametrizations.weight_norm, nn.utils.parametrizations.spectral_norm]
+)
+def test_layers_with_torch_parametrisations_convert_train_and_bake_with_them(norm, tmp_path) -> None:
+    """weight_norm'd layers (WDSR, HiFi-GAN) converted with their computed weight as the tunable tensor,
+    bypassing the norm; bake then failed (it took the norm for tunify's own parametrisation), and
+    copy.deepcopy of the tunable layer returned its base layer alone (a dunder read through)."""
+    from tests.convert.test_equivalence import check_model
+
+    def conv_net() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(norm(nn.Conv2d(3, 8, 3, padding=1)), nn.ReLU(), norm(nn.Conv2d(8, 3, 1))).eval()
+
+    def linear() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(norm(nn.Linear(3, 4))).eval()
+
+    tmodel = check_model(conv_net(), torch.randn(2, 3, 6, 6), ps=(2,), atol=1e-5)  # bake keeps classes, keys
+    assert isinstance(copy.deepcopy(tmodel.base_model[0]), type(tmodel.base_model[0]))
+    assert nn.utils.parametrize.is_parametrized(tunify.bake(tmodel, torch.tensor([0.3, 0.7]))[0], "weight")
+    tlinear, x = spread_copies(tunify.convert(linear(), 2), scale=0.5).train(), torch.randn(2, 5, 3)
+    tlinear(x, omega=torch.rand(2, 2)).sum().backward()  # per sample, in training (spectral: power iteration)
+    tunify.save(tlinear, tmp_path / "n.safetensors")
+    again, omega = tunify.load(linear(), tmp_path / "n.safetensors").eval(), torch.tensor([0.6, 0.4])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            again(x, omega=omega), tlinear.eval()(x, omega=omega), atol=1e-6, rtol=1e-5
+        )
+
+
+def test_hook_based_norms_are_refused_with_what_to_use() -> None:
+    with pytest.warns(FutureWarning):
+        model = nn.Sequential(nn.utils.weight_norm(nn.Conv2d(3, 3, 1)))
+    model(torch.randn(1, 3, 4, 4))  # its weight is now a computed tensor, which deepcopy refuses
+    with pytest.raises(ValueError, match=r"0 uses torch.nn.utils.weight_norm.*parametrizations.weight_norm"):
+        tunify.convert(model, 2)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers import TunableMultiheadAttention, TunableTensor, check_omega, omega_form, use_omega
-from ..layers.generic import vmap_over_samples
+from ..layers.generic import vmap_cannot_run, vmap_over_samples
 from ..layers.omega import PerSampleRowsError, flatten_constant_map, rows_were_folded
 from .config import ConvertConfig
 from .layout import rows_follow_samples
@@ -124,7 +124,7 @@ class TunableModel(nn.Module):
             try:
                 return vmap_over_samples(self.base_model, omega, args, kwargs, self._name, batch_dim)
             except RuntimeError as error:
-                if "vmap" not in str(error):
+                if not vmap_cannot_run(error):
                     raise
                 self._loop_per_sample = True  # e.g. a layer reads ``weight.data`` in its forward
         return vmap_over_samples(self.base_model, omega, args, kwargs, self._name, batch_dim, loop=True)

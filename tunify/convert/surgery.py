@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
 
 from ..layers import (
     LayerContainer,
@@ -255,6 +257,20 @@ def _check_not_converted(model: nn.Module) -> None:
         )
 
 
+def _check_no_hook_norms(model: nn.Module) -> None:
+    """Refuse the hook-based ``weight_norm``/``spectral_norm`` of ``torch.nn.utils`` (deprecated): their
+    computed ``weight`` is no parameter, so it can be neither copied nor mixed."""
+    for name, module in model.named_modules():
+        for hook in module._forward_pre_hooks.values():
+            if isinstance(hook, WeightNorm | SpectralNorm):
+                fn = "weight_norm" if isinstance(hook, WeightNorm) else "spectral_norm"
+                raise ConversionError(
+                    f"{name or '<root>'} uses torch.nn.utils.{fn}, whose hook computes its weight: apply "
+                    f"torch.nn.utils.parametrizations.{fn} instead (tunify converts those), or remove it "
+                    f"first (torch.nn.utils.remove_{fn})"
+                )
+
+
 def convert(
     model: nn.Module,
     p: int,
@@ -311,6 +327,7 @@ def convert_with(
 ) -> TunableModel | ConversionReport:
     """:func:`convert` driven by a :class:`ConvertConfig`."""
     _check_not_converted(model)
+    _check_no_hook_norms(model)
     plan = _Plan(model, config)
     plan.check_not_empty()
     if dry_run:
@@ -425,8 +442,18 @@ def _unparametrize(module: nn.Module, omega: Tensor, name: str) -> None:
     ``parametrize.remove_parametrizations`` would edit the parametrised class, which a deep copy shares
     with the original; restoring the plain class on this instance leaves the original untouched.
     """
+    ours = {
+        attr: plist for attr, plist in module.parametrizations.items() if isinstance(plist[0], TunableTensor)
+    }
+    if not ours:  # the network's own (weight_norm, …): baked through their inputs, kept as they are
+        return
+    if len(ours) < len(module.parametrizations):
+        raise ValueError(
+            f"bake: {name or '<root>'} has tunable tensors {sorted(ours)} beside parametrisations of its own "
+            f"{sorted(set(module.parametrizations) - set(ours))}; make its layer tunable instead"
+        )
     values = {}
-    for attr, plist in module.parametrizations.items():
+    for attr, plist in ours.items():
         copies = tuple(getattr(plist, f"original{i}") for i in range(plist[0].kernels))
         values[attr] = plist[0].materialize(copies, omega)
     _check_finite(values.items(), name, omega)

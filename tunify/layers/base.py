@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from torch.utils._pytree import tree_flatten
 
 from .bank import KernelBank
@@ -167,6 +168,27 @@ def get_tensor(module: nn.Module, name: str) -> Tensor | None:
     return getattr(module.get_submodule(owner), attr, None)
 
 
+def parametrization_inputs(module: nn.Module, names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` with each tensor that a torch parametrisation computes (``weight_norm``, ``spectral_norm``)
+    replaced by the tensors it is computed from: those become tunable, so the module's own forward still
+    applies its parametrisation and a baked network keeps it (classes and state-dict keys as the original)."""
+    found: list[str] = []
+    for name in names:
+        owner, _, attr = name.rpartition(".")
+        target = module.get_submodule(owner)
+        if not parametrize.is_parametrized(target, attr):
+            found.append(name)
+            continue
+        plist = target.parametrizations[attr]
+        prefix = f"{owner}.parametrizations.{attr}".lstrip(".")
+        found += (
+            [f"{prefix}.original"]
+            if plist.is_tensor
+            else [f"{prefix}.original{i}" for i in range(plist.ntensors)]
+        )
+    return tuple(found)
+
+
 def set_parameter(module: nn.Module, name: str, value: Tensor | None) -> None:
     """Register ``value`` (or None, which keeps the slot but drops it from the state dict) under ``name``."""
     owner, _, attr = name.rpartition(".")
@@ -208,7 +230,9 @@ class TunableLayer(OmegaReader):
         check_p(p)
         self.p = p
         self.kernels = check_kernels(p, kernels)
-        names = self.tensor_names if tensor_names is None else tensor_names
+        names = parametrization_inputs(
+            base_layer, self.tensor_names if tensor_names is None else tensor_names
+        )
         self.tensor_names = tuple(n for n in names if get_tensor(base_layer, n) is not None)
         if not self.tensor_names:
             raise ValueError(
@@ -231,8 +255,8 @@ class TunableLayer(OmegaReader):
         try:
             return super().__getattr__(name)
         except AttributeError:
-            if name in ("base_layer", "source") or "base_layer" not in self._modules:
-                raise
+            if name in ("base_layer", "source") or name.startswith("__") or "base_layer" not in self._modules:
+                raise  # dunders never read through: copy.deepcopy would copy the base layer alone
             if name in self._modules["source"].names:
                 return self.current_tensor(name)
             return getattr(self._modules["base_layer"], name)

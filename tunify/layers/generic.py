@@ -43,15 +43,30 @@ class TunableModule(TunableLayer):
         source: SourceFactory | None = None,
     ):
         super().__init__(base_layer, p, tensor_names, kernels=kernels, source=source)
+        self._loop_samples = False  # per sample: vmap, or one sample after the other where vmap cannot run
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         omega = self.omega()
         if omega_form(omega) == "map":
             omega = map_mean(omega)
         if omega_form(omega) == "per_sample":
-            return vmap_over_samples(self.forward, omega, args, kwargs, type(self.base_layer).__name__)
+            where = type(self.base_layer).__name__
+            if not self._loop_samples:
+                try:
+                    return vmap_over_samples(self.forward, omega, args, kwargs, where)
+                except RuntimeError as error:
+                    if not vmap_cannot_run(error):
+                        raise
+                    self._loop_samples = True  # e.g. spectral_norm's in-place power iteration in training
+            return vmap_over_samples(self.forward, omega, args, kwargs, where, loop=True)
         tensors = self.shared_tensors(omega)
         return functional_call(self.base_layer, tensors, args, kwargs)
+
+
+def vmap_cannot_run(error: RuntimeError) -> bool:
+    """Whether ``error`` is vmap refusing an operation (reading ``.data``, an ``out=`` op), which a loop over
+    the samples can run."""
+    return "vmap" in str(error) or "Batching rule not implemented" in str(error)
 
 
 def _split_samples(
