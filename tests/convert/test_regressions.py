@@ -270,3 +270,19 @@ def test_hook_based_norms_are_refused_with_what_to_use() -> None:
     model(torch.randn(1, 3, 4, 4))  # its weight is now a computed tensor, which deepcopy refuses
     with pytest.raises(ValueError, match=r"0 uses torch.nn.utils.weight_norm.*parametrizations.weight_norm"):
         tunify.convert(model, 2)
+
+
+def test_weights_tied_between_converted_layers_are_named_in_a_warning() -> None:
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = nn.Conv2d(3, 8, 3, padding=1)
+            self.dec = nn.ConvTranspose2d(8, 3, 3, padding=1)
+            self.dec.weight = self.enc.weight
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.dec(torch.relu(self.enc(x)))
+
+    with pytest.warns(UserWarning, match=r"enc.weight and dec.weight are one tensor \(tied\)") as caught:
+        tunify.convert(Tied().eval(), 2)
+    assert caught[0].filename == __file__  # points at the caller's convert

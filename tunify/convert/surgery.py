@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -127,6 +128,23 @@ class _Plan:
             self._plan_tensors(model, config.parameters)
         self._check_strategy(model)
         self._fill_report(model)
+        self._warn_tied()
+
+    def _warn_tied(self) -> None:
+        """Two converted layers that share one tensor (a weight tied between encoder and decoder) each get
+        copies of their own: exact at conversion, but fine-tuning unties them. Say so."""
+        owners: dict[int, list[str]] = {}
+        for aliases in self.layers.values():
+            name, layer = aliases[0][0], aliases[0][1]
+            for attr, tensor in layer.named_parameters(recurse=False):
+                owners.setdefault(id(tensor), []).append(f"{name}.{attr}")
+        tied = [names for names in owners.values() if len(names) > 1]
+        if tied:
+            warnings.warn(
+                f"{' and '.join(tied[0])} are one tensor (tied); each converted layer gets its own tunable copies, "
+                f"so fine-tuning unties them ({len(tied)} tied group(s))",
+                stacklevel=5,
+            )
 
     def _check_strategy(self, model: nn.Module) -> None:
         """Every planned layer, module and tensor can take the strategy: else ConversionError, nothing changed."""
