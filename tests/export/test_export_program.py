@@ -180,3 +180,23 @@ def test_per_sample_export_of_a_network_that_runs_a_layer_once_per_batch() -> No
         program = export_program(tmodel, mix="outputs", example=x)
     with torch.no_grad():
         torch.testing.assert_close(program.module()(x, omega), tmodel(x, omega=omega))
+
+
+def test_a_model_exported_with_live_omega_can_be_copied_baked_and_exported_again(tmp_path: Path) -> None:
+    """The inference cache kept the ``_parameters`` dicts it watches; torch.export replaces them and fills
+    the old ones with fake tensors, so a later bake (deep copy) of a network with a TunableModule (a
+    weight_norm'd convolution here) failed: 'Cannot access data pointer of Tensor (e.g. FakeTensor …)'."""
+    import copy
+
+    torch.manual_seed(0)
+    norm = nn.utils.parametrizations.weight_norm
+    net = nn.Sequential(norm(nn.Conv2d(3, 8, 3, padding=1)), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
+    tmodel = spread_copies(tunify.convert(net.eval(), P), scale=0.5)
+    export_program(tmodel, mix="outputs")
+    copy.deepcopy(tmodel)
+    program = export_program(tmodel, omega=torch.tensor(OMEGAS[0]))
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            program.module()(x), tmodel(x, omega=torch.tensor(OMEGAS[0])), atol=1e-5, rtol=1e-4
+        )

@@ -332,14 +332,13 @@ class TunableLayer(OmegaReader):
 
     def watched(self) -> tuple[dict[str, Any], ...]:
         """The ``_parameters`` dicts of φ and the source's modules, which the inference cache watches. The
-        dicts are read afresh each call (anchoring, ``load_state_dict(assign=True)`` or torch.export may
-        replace the parameters in them); only the tuple is kept while ``phi`` and ``source`` stay."""
+        modules are kept while ``phi`` and ``source`` stay; their dicts are read afresh each call, since
+        anchoring, ``load_state_dict(assign=True)`` and torch.export replace parameters or whole dicts."""
         phi, source = self._modules["phi"], self._modules["source"]
         owners = self.__dict__.get("_owners")
         if owners is None or owners[0] is not phi or owners[1] is not source:
-            dicts = tuple(m._parameters for m in (phi, *source.modules()))
-            owners = self.__dict__["_owners"] = (phi, source, dicts)
-        return owners[2]
+            owners = self.__dict__["_owners"] = (phi, source, (phi, *source.modules()))
+        return tuple(m._parameters for m in owners[2])
 
     def anchor(self, index: int) -> None:
         super().anchor(index)
