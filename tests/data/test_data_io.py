@@ -50,6 +50,18 @@ def test_sixteen_bit_greyscale_keeps_its_range(tmp_path: Path) -> None:
     assert grey_bit_depth(tmp_path / "g16.png") == 16
 
 
+def test_float_greyscale_reads_its_values_and_refuses_values_outside_zero_one(tmp_path: Path) -> None:
+    """32-bit float TIFFs (mode F) read as all zeros: PIL's 8-bit conversion clipped them."""
+    values = np.array([[0.0, 0.25, 0.5, 1.0]], np.float32)
+    Image.fromarray(values).save(tmp_path / "f.tiff")
+    torch.testing.assert_close(read_image(tmp_path / "f.tiff")[:, 0], torch.from_numpy(values).expand(3, 4))
+    assert read_image_uint8(tmp_path / "f.tiff", gray_to_rgb=False)[0, 0].tolist() == [0, 64, 128, 255]
+    assert grey_bit_depth(tmp_path / "f.tiff") == 16
+    Image.fromarray(values * 255).save(tmp_path / "f255.tiff")
+    with pytest.raises(ImageReadError, match=r"f255.tiff: a float image must hold values in \[0, 1\]"):
+        read_image(tmp_path / "f255.tiff")
+
+
 def test_sixteen_bit_greyscale_round_trip(tmp_path: Path) -> None:
     img = torch.tensor([[[0.0, 1 / 65535, 0.5, 1.0]]])
     path = write_image(img, tmp_path / "o.png", bits=16)

@@ -36,6 +36,8 @@ def _decode(path: Path, gray_to_rgb: bool) -> np.ndarray:
             im = upright(file)
             if im.mode.startswith("I"):  # PIL's 8-bit conversion of these clips at 255: keep the 16 bits
                 arr = np.asarray(im).astype(np.int64).clip(0, 65535).astype(np.uint16)
+            elif im.mode == "F":  # 32-bit float greyscale (scientific TIFFs): PIL's 8-bit conversion clips
+                arr = np.asarray(im, dtype=np.float32)
             else:
                 grey = im.mode in GREY_MODES and not gray_to_rgb
                 arr = np.asarray(im.convert("L" if grey else "RGB"))
@@ -43,8 +45,21 @@ def _decode(path: Path, gray_to_rgb: bool) -> np.ndarray:
         raise ImageReadError(f"image file not found: {path}") from e
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise ImageReadError(f"cannot read image {path}: {e}") from e
+    if arr.dtype == np.float32:
+        arr = _unit_floats(arr, path)
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3 if gray_to_rgb else 1, axis=2)
+    return arr
+
+
+def _unit_floats(arr: np.ndarray, path: Path) -> np.ndarray:
+    """A float image's values, which tunify reads as intensities in [0, 1]; anything else is refused."""
+    low, high = float(np.min(arr)), float(np.max(arr))
+    if not (low >= 0.0 and high <= 1.0):  # NaN fails both
+        raise ImageReadError(
+            f"cannot read image {path}: a float image must hold values in [0, 1], this one spans "
+            f"[{low:.4g}, {high:.4g}]; scale it, or save it as 8/16-bit"
+        )
     return arr
 
 
@@ -67,24 +82,29 @@ def read_image_uint8(path: str | Path, *, gray_to_rgb: bool = True) -> torch.Ten
     arr = _decode(Path(path), gray_to_rgb)
     if arr.dtype == np.uint16:
         arr = ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif arr.dtype == np.float32:
+        arr = np.round(arr * 255.0).astype(np.uint8)
     return _to_tensor(arr)
 
 
 def read_image(path: str | Path, *, gray_to_rgb: bool = True) -> torch.Tensor:
     """Read a PNG/JPEG/... file as a float tensor (3, H, W) in [0, 1], RGB (see `read_image_uint8`).
 
-    16-bit greyscale files keep their precision (levels / 65535).
+    16-bit greyscale files keep their precision (levels / 65535), float greyscale ones (TIFF) their values.
     """
     arr = _decode(Path(path), gray_to_rgb)
     if arr.dtype == np.uint16:
         return _to_tensor(arr).float().div_(65535.0)
+    if arr.dtype == np.float32:
+        return _to_tensor(arr)
     return to_float(_to_tensor(arr))
 
 
 def grey_bit_depth(path: str | Path) -> int | None:
-    """16 or 8 for a greyscale image file, None for colour (from its header, without decoding the pixels)."""
+    """16 or 8 for a greyscale image file, None for colour (from its header, without decoding the pixels).
+    Float greyscale answers 16: the most precise greyscale tunify writes."""
     with Image.open(path) as im:
-        if im.mode.startswith("I"):
+        if im.mode.startswith("I") or im.mode == "F":
             return 16
         return 8 if im.mode in GREY_MODES else None
 
