@@ -95,6 +95,21 @@ def test_apply_gives_greyscale_back_for_greyscale_input(model_dir: Path, image: 
     assert Image.open(tmp_path / "out16.jpg").mode == "L"
 
 
+def test_sweep_of_independent_knobs_is_a_grid_with_its_corners(
+    image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It swept the line ω1 + ω2 = 1, which never shows (0, 0) or (1, 1) (the deblur recipe's corners)."""
+    base = tunify.zoo.build({"architecture": "DnCNN", "kwargs": {"in_nc": 3, "out_nc": 3, "nc": 4, "nb": 2}})
+    tunify.convert(base.eval(), 2, independent=True).save_pretrained(tmp_path / "knobs")
+    strip = tmp_path / "grid.png"
+    assert main(["sweep", str(image), "--model", str(tmp_path / "knobs"), "-o", str(strip), "--steps", "3"]) == 0
+    assert "(9 ω)" in capsys.readouterr().out
+    one = tmp_path / "one.png"
+    assert main(["sweep", str(image), "--model", str(tmp_path / "knobs"), "-o", str(one), "--omega", "0,0"]) == 0
+    (width, height), (cell_w, cell_h) = Image.open(strip).size, Image.open(one).size
+    assert round(width / (cell_w / 2)) == 4 and round(height / cell_h) == 3  # input + 3 columns, 3 rows
+
+
 def test_sweep_and_info(
     model_dir: Path, image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

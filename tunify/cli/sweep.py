@@ -45,17 +45,26 @@ def run(args: argparse.Namespace) -> int:
     check_image_output(args.output)
     x = _center_crop(load_image(args.image, args.device), args.crop)
     model = load_model(args)
+    values = torch.linspace(0, 1, args.steps).tolist()
+    grid = not args.omega and model.config.independent and model.p == 2  # every (ω1, ω2), corners included
     if args.omega:
         omegas = torch.stack([parse_omega(o, model.p, model.config.allow_extrapolation) for o in args.omega])
+    elif model.config.independent:  # independent knobs: the line ω1 + ω2 = 1 would miss (0, 0) and (1, 1)
+        omegas = omega_grid(model.p, values if grid else (0.0, 1.0), mode="full").float()
     else:
-        omegas = omega_grid(model.p, torch.linspace(0, 1, args.steps).tolist()).float()
+        omegas = omega_grid(model.p, values).float()
     panels = []
     runner = for_images(model, x, omegas[0])
     for omega in omegas:
         y = tiled_forward(runner, x, omega, tile=args.tile, overlap=args.overlap, progress=False)
         panels.append((y[0].float().cpu(), f"ω={format_omega(omega.tolist())}"))
-    shown = F.interpolate(x, size=panels[0][0].shape[-2:], mode="nearest")  # SR outputs are larger
+    shown = (F.interpolate(x, size=panels[0][0].shape[-2:], mode="nearest")[0].cpu(), "input")  # SR: larger
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    path = tuning_strip([(shown[0].cpu(), "input"), *panels], args.output)
+    if grid:  # one row per ω1, one column per ω2, the input alone in a first column
+        rows = [panels[i : i + args.steps] for i in range(0, len(panels), args.steps)]
+        cells = [cell for r, row in enumerate(rows) for cell in (shown if r == 0 else None, *row)]
+        path = tuning_strip(cells, args.output, max_cols=args.steps + 1)
+    else:
+        path = tuning_strip([shown, *panels], args.output)
     print(f"wrote {path} ({len(omegas)} ω)")
     return 0

@@ -88,21 +88,28 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         return ImageFont.load_default(size=size)
 
 
-def tuning_strip(panels: Sequence[tuple[torch.Tensor, str]], path: str | Path, *, max_cols: int = 8) -> Path:
-    """Lay out image crops (3, h, w) in [0, 1] side by side (wrapping after `max_cols`), each captioned below."""
-    if not panels:
+def tuning_strip(
+    panels: Sequence[tuple[torch.Tensor, str] | None], path: str | Path, *, max_cols: int = 8
+) -> Path:
+    """Lay out image crops (3, h, w) in [0, 1] side by side (wrapping after `max_cols`), each captioned below;
+    a None panel leaves its cell blank (to keep a grid's columns aligned)."""
+    if not any(panels):
         raise ValueError("tuning_strip needs at least one panel")
-    h, w = panels[0][0].shape[-2:]
+    h, w = next(p for p in panels if p)[0].shape[-2:]
     font = _font(13)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    text_w = max(measure.multiline_textbbox((0, 0), c, font=font)[2] for _, c in panels)
-    caption_h = max(measure.multiline_textbbox((0, 0), c, font=font)[3] for _, c in panels) + 6
+    shown = [p for p in panels if p]
+    text_w = max(measure.multiline_textbbox((0, 0), c, font=font)[2] for _, c in shown)
+    caption_h = max(measure.multiline_textbbox((0, 0), c, font=font)[3] for _, c in shown) + 6
     col_w, pad = max(w, text_w + 4), 4
     cols = min(len(panels), max_cols)
     rows = math.ceil(len(panels) / cols)
     sheet = Image.new("RGB", (cols * (col_w + pad) + pad, rows * (h + caption_h + pad) + pad), "white")
     draw = ImageDraw.Draw(sheet)
-    for i, (img, caption) in enumerate(panels):
+    for i, panel in enumerate(panels):
+        if panel is None:
+            continue
+        img, caption = panel
         x0 = pad + (i % cols) * (col_w + pad)
         y0 = pad + (i // cols) * (h + caption_h + pad)
         arr = img.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().permute(1, 2, 0).numpy()
