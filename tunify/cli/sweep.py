@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if args.omega:
         omegas = torch.stack([parse_omega(o, model.p, model.config.allow_extrapolation) for o in args.omega])
     elif model.config.independent:  # independent knobs: the line ω1 + ω2 = 1 would miss (0, 0) and (1, 1)
-        omegas = omega_grid(model.p, values if grid else (0.0, 1.0), mode="full").float()
+        omegas = omega_grid(model.p, values if model.p <= 2 else (0.0, 1.0), mode="full").float()
     else:
         omegas = omega_grid(model.p, values).float()
     panels = []
