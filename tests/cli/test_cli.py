@@ -102,10 +102,14 @@ def test_sweep_of_independent_knobs_is_a_grid_with_its_corners(
     base = tunify.zoo.build({"architecture": "DnCNN", "kwargs": {"in_nc": 3, "out_nc": 3, "nc": 4, "nb": 2}})
     tunify.convert(base.eval(), 2, independent=True).save_pretrained(tmp_path / "knobs")
     strip = tmp_path / "grid.png"
-    assert main(["sweep", str(image), "--model", str(tmp_path / "knobs"), "-o", str(strip), "--steps", "3"]) == 0
+    assert (
+        main(["sweep", str(image), "--model", str(tmp_path / "knobs"), "-o", str(strip), "--steps", "3"]) == 0
+    )
     assert "(9 ω)" in capsys.readouterr().out
     one = tmp_path / "one.png"
-    assert main(["sweep", str(image), "--model", str(tmp_path / "knobs"), "-o", str(one), "--omega", "0,0"]) == 0
+    assert (
+        main(["sweep", str(image), "--model", str(tmp_path / "knobs"), "-o", str(one), "--omega", "0,0"]) == 0
+    )
     (width, height), (cell_w, cell_h) = Image.open(strip).size, Image.open(one).size
     assert round(width / (cell_w / 2)) == 4 and round(height / cell_h) == 3  # input + 3 columns, 3 rows
 

@@ -36,7 +36,8 @@ def rows_follow_samples(model: nn.Module, omega: Tensor, args: tuple, kwargs: di
     begins with its input for sample 0 alone (the first k of its B·k rows)."""
     alone: list[Tensor] = []
     layers = [m for m in model.modules() if isinstance(m, TunableLayer)]
-    with _evaluating(model), torch.no_grad():
+    # float32, eval mode, no autograd: reduced precision would blur the comparison, dropout would break it
+    with _evaluating(model), torch.no_grad(), torch.autocast(omega.device.type, enabled=False):
         with _inputs_to(layers, alone.append), use_omega(omega[0:1]):
             sample_args, sample_kwargs = sample_inputs(args, kwargs, omega, 0, type(model).__name__)
             model(*sample_args, **sample_kwargs)
