@@ -87,6 +87,16 @@ def measure(tuner: Tuner, path: Path, moves: int) -> dict[str, float]:
     }
 
 
+def _cpu_name() -> str:
+    """The processor's model name (runs on different machines are compared by it), else its architecture."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -127,7 +137,7 @@ def main() -> None:
         "what": "seconds per slider move in tunify app (Tuner.preview + PNG encoding), synthetic noise σ = 25",
         "model": args.model or os.path.relpath(tunify.hub.embedded_model_dir(), ROOT),
         "threads": args.threads,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_name(),
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "target_s": 1.5,
         "rows": rows,
