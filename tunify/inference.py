@@ -117,9 +117,8 @@ class PerChannel(nn.Module):
         if (x == x[:, :1]).all():
             y = self.model(x[:, :1], omega=omega)
             return y.expand(-1, c, *y.shape[2:]) if y.shape[1] == 1 else y
-        if (
-            omega.ndim in (2, 4) and omega.shape[0] == b
-        ):  # one ω (or map) per image: the same for its channels
+        # one ω (or map) per image: the same for each of its channels
+        if omega.ndim in (2, 4) and omega.shape[0] == b:
             omega = omega.repeat_interleave(c, dim=0)
         y = self.model(x.reshape(b * c, 1, *size), omega=omega)
         if y.shape[1] != 1:
