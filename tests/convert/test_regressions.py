@@ -264,12 +264,18 @@ def test_layers_with_torch_parametrisations_convert_train_and_bake_with_them(nor
         )
 
 
-def test_hook_based_norms_are_refused_with_what_to_use() -> None:
+def test_weights_computed_by_hooks_are_refused_with_what_to_do() -> None:
+    """Hook-based weight_norm and pruning failed deep in convert's copy of the network."""
     with pytest.warns(FutureWarning):
         model = nn.Sequential(nn.utils.weight_norm(nn.Conv2d(3, 3, 1)))
     model(torch.randn(1, 3, 4, 4))  # its weight is now a computed tensor, which deepcopy refuses
     with pytest.raises(ValueError, match=r"0 uses torch.nn.utils.weight_norm.*parametrizations.weight_norm"):
         tunify.convert(model, 2)
+    pruned = nn.Sequential(nn.Conv2d(3, 3, 1))
+    nn.utils.prune.l1_unstructured(pruned[0], "weight", amount=0.5)
+    pruned(torch.randn(1, 3, 4, 4))
+    with pytest.raises(ValueError, match=r"0 is pruned .*prune.remove\(module, 'weight'\)"):
+        tunify.convert(pruned, 2)
 
 
 def test_weights_tied_between_converted_layers_are_named_in_a_warning() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
+from torch.nn.utils.prune import BasePruningMethod
 from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
 
@@ -275,17 +276,25 @@ def _check_not_converted(model: nn.Module) -> None:
         )
 
 
-def _check_no_hook_norms(model: nn.Module) -> None:
-    """Refuse the hook-based ``weight_norm``/``spectral_norm`` of ``torch.nn.utils`` (deprecated): their
-    computed ``weight`` is no parameter, so it can be neither copied nor mixed."""
+def _check_no_weight_hooks(model: nn.Module) -> None:
+    """Refuse layers whose weight a forward pre-hook computes (``torch.nn.utils.weight_norm`` and
+    ``spectral_norm``, deprecated; ``torch.nn.utils.prune``): that weight is no parameter, so it can be
+    neither copied nor mixed, and the hook would overwrite the mixed one."""
     for name, module in model.named_modules():
         for hook in module._forward_pre_hooks.values():
+            where = name or "<root>"
             if isinstance(hook, WeightNorm | SpectralNorm):
                 fn = "weight_norm" if isinstance(hook, WeightNorm) else "spectral_norm"
                 raise ConversionError(
-                    f"{name or '<root>'} uses torch.nn.utils.{fn}, whose hook computes its weight: apply "
+                    f"{where} uses torch.nn.utils.{fn}, whose hook computes its weight: apply "
                     f"torch.nn.utils.parametrizations.{fn} instead (tunify converts those), or remove it "
                     f"first (torch.nn.utils.remove_{fn})"
+                )
+            if isinstance(hook, BasePruningMethod):
+                raise ConversionError(
+                    f"{where} is pruned (torch.nn.utils.prune), whose hook computes its {hook._tensor_name}: "
+                    f"make the pruning permanent first, torch.nn.utils.prune.remove(module, "
+                    f"{hook._tensor_name!r})"
                 )
 
 
@@ -345,7 +354,7 @@ def convert_with(
 ) -> TunableModel | ConversionReport:
     """:func:`convert` driven by a :class:`ConvertConfig`."""
     _check_not_converted(model)
-    _check_no_hook_norms(model)
+    _check_no_weight_hooks(model)
     plan = _Plan(model, config)
     plan.check_not_empty()
     if dry_run:
