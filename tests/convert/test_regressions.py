@@ -292,3 +292,16 @@ def test_weights_tied_between_converted_layers_are_named_in_a_warning() -> None:
     with pytest.warns(UserWarning, match=r"enc.weight and dec.weight are one tensor \(tied\)") as caught:
         tunify.convert(Tied().eval(), 2)
     assert caught[0].filename == __file__  # points at the caller's convert
+
+
+def test_lazy_and_scripted_models_are_refused_clearly_and_meta_models_run() -> None:
+    """A lazy layer failed with torch's 'uninitialized parameter', a ScriptModule with 'get_submodule is not
+    supported', and a converted model on the meta device (shape inference) in the ω check's .item()."""
+    with pytest.raises(ValueError, match=r"0.weight is not initialised yet \(a lazy layer\)"):
+        tunify.convert(nn.Sequential(nn.LazyConv2d(8, 3)), 2)
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="TorchScript"):
+        tunify.convert(torch.jit.script(nn.Sequential(nn.Conv2d(3, 8, 3))), 2)
+    meta = nn.Sequential(nn.Conv2d(3, 8, 3, device="meta"), nn.Flatten(), nn.Linear(8 * 36, 4, device="meta"))
+    tmodel = tunify.convert(meta, 2)
+    for omega in (torch.rand(2, device="meta"), torch.rand(2, 2, device="meta")):
+        assert tmodel(torch.empty(2, 3, 8, 8, device="meta"), omega=omega).shape == (2, 4)

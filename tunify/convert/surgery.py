@@ -267,6 +267,22 @@ class _Plan:
         )
 
 
+def _check_convertible(model: nn.Module) -> None:
+    """What convert cannot work on: TorchScript, lazy layers before their first call, a converted model."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise ConversionError(
+            "a TorchScript module cannot be converted: convert the Python module, then script it"
+        )
+    lazy = next(
+        (n for n, q in model.named_parameters() if isinstance(q, nn.parameter.UninitializedParameter)), None
+    )
+    if lazy is not None:
+        raise ConversionError(
+            f"{lazy} is not initialised yet (a lazy layer): run the model once on an example input first"
+        )
+    _check_not_converted(model)
+
+
 def _check_not_converted(model: nn.Module) -> None:
     if isinstance(model, TunableModel) or any(
         isinstance(m, TunableLayer | TunableTensor) for m in model.modules()
@@ -353,7 +369,7 @@ def convert_with(
     model: nn.Module, config: ConvertConfig, *, dry_run: bool = False
 ) -> TunableModel | ConversionReport:
     """:func:`convert` driven by a :class:`ConvertConfig`."""
-    _check_not_converted(model)
+    _check_convertible(model)
     _check_no_weight_hooks(model)
     plan = _Plan(model, config)
     plan.check_not_empty()

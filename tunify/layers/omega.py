@@ -194,8 +194,8 @@ def check_omega(
                 f"omega map has spatial size {spatial}, the input has {tuple(grid)}: give a map of the "
                 "input's size (or 1×1 to broadcast)"
             )
-    if torch.compiler.is_compiling():
-        return omega  # value checks would break the graph; they ran on the first eager call
+    if torch.compiler.is_compiling() or omega.device.type == "meta":
+        return omega  # value checks would break the graph (they ran on the first eager call); meta has none
     if not omega.numel():
         return omega
     low, high = (v.item() for v in omega.aminmax())  # one reduction: NaN makes both NaN, inf shows in one

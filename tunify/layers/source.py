@@ -30,7 +30,7 @@ def without_autocast(fn: Callable[..., T], alpha: Tensor, *args: Any) -> T:
     convolution or product that uses them still casts as autocast asks.
     """
     device = alpha.device.type
-    if not torch.is_autocast_enabled(device):
+    if device == "meta" or not torch.is_autocast_enabled(device):  # meta: shapes only, no autocast
         return fn(alpha, *args)
     with torch.autocast(device, enabled=False):
         return fn(alpha, *args)
