@@ -83,8 +83,26 @@ def test_anchor_freezes_what_every_omega_shares_so_the_corner_stays_exact() -> N
     with torch.no_grad():
         torch.testing.assert_close(tmodel(x, omega=torch.tensor([1.0, 0.0])), reference)
         assert (tmodel(x, omega=torch.tensor([0.0, 1.0])) - reference).abs().max() > 1e-3
-    with pytest.warns(UserWarning, match=r"anchor: 1 \(BatchNorm2d\) updates its running statistics"):
-        tunify.anchor(tunify.convert(nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)), 2), 0)
+
+
+def test_anchor_keeps_batchnorm_statistics_and_bake_gives_their_momentum_back() -> None:
+    """Running statistics are shared by every ω and moved in training mode: anchor only warned."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4, momentum=0.2), nn.Conv2d(4, 3, 1))
+    net[1].running_mean.uniform_(-1, 1)
+    x = torch.randn(4, 3, 8, 8)
+    with torch.no_grad():
+        reference = net.eval()(x)
+    tmodel = tunify.anchor(tunify.convert(net, 2), 0).train()
+    optimiser = torch.optim.Adam([q for q in tmodel.parameters() if q.requires_grad], lr=1e-2)
+    for _ in range(3):
+        optimiser.zero_grad()
+        tmodel(x + 1, omega=torch.rand(4, 2)).square().mean().backward()
+        optimiser.step()
+    tmodel.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(tmodel(x, omega=torch.tensor([1.0, 0.0])), reference)
+    assert tunify.bake(tmodel, torch.tensor([1.0, 0.0]))[1].momentum == 0.2
 
 
 def test_anchored_copy_survives_weight_decay() -> None:

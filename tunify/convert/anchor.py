@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 from torch.nn.modules.batchnorm import _NormBase
 
 from ..layers import anchor_layers
@@ -24,9 +22,11 @@ def anchor(tmodel: TunableModel, index: int = 0) -> TunableModel:
     Parameters outside the tunable layers (normalisation weights, SwinIR's position-bias tables, layers
     left unconverted) act at every ω, so training them would move the anchored corner too: they are frozen.
     To let such a tensor learn, make it tunable (``tunify.convert(..., parameters=[...])``): then only its
-    anchored entry stays. BatchNorm running statistics are buffers, which the optimiser never sees: keep
-    those layers in eval mode while fine-tuning, or they move the corner (a warning names the first).
-    The optimiser must be built after this call (the trainer skips parameters that do not require grad).
+    anchored entry stays. BatchNorm running statistics are shared too, and move in training mode however the
+    optimiser is set up: their momentum is set to 0, so they stay the pretrained network's (training-mode
+    outputs still normalise with the batch's statistics); :func:`tunify.bake` gives the plain network its
+    momentum back. The optimiser must be built after this call (the trainer skips parameters that do not
+    require grad).
     """
     kernels = tmodel.config.kernels
     if not 0 <= index < kernels:
@@ -34,11 +34,6 @@ def anchor(tmodel: TunableModel, index: int = 0) -> TunableModel:
     anchor_layers(tmodel.base_model, index)
     for name, norm in tmodel.base_model.named_modules():
         if isinstance(norm, _NormBase) and norm.track_running_stats:
-            warnings.warn(
-                f"anchor: {name} ({type(norm).__name__}) updates its running statistics in training mode, "
-                "which moves the anchored corner; put such layers in eval mode while fine-tuning (after "
-                "model.train())",
-                stacklevel=2,
-            )
-            break
+            tmodel._restore.setdefault(name, {}).setdefault("momentum", norm.momentum)
+            norm.momentum = 0.0  # running = (1 − 0)·running + 0·batch: the pretrained statistics stay
     return tmodel
