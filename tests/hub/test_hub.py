@@ -127,7 +127,10 @@ def test_zoo_round_trip_and_card(tmp_path: Path) -> None:
     assert "tunify.bake(model, torch.tensor([0.3,0.7]))" in card.text  # the card shows how to fix ω
     loaded = from_pretrained(tmp_path / "d")
     _same_outputs(tmodel, loaded, torch.rand(2, 3, 16, 16))
+    assert "--export-space my-space --model acme/dn`" in card.text
     save_pretrained(tmodel, tmp_path / "d")  # overwriting an existing folder works and leaves no temp dir
+    # saved without a repo id: the Space command (which loads from the Hub) names a Hub id to push to
+    assert "--export-space my-space --model me/d`" in (tmp_path / "d" / "README.md").read_text()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 

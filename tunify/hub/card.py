@@ -105,13 +105,14 @@ def _command_line(repo_id: str, omega_example: str, custom_class: str | None) ->
             "Python as above. The command line can still describe it:\n\n"
             f"```bash\ntunify info {repo_id}\n```"
         )
+    hub_id = repo_id if "/" in repo_id else f"me/{repo_id}"  # a Space loads from the Hub: push first
     return (
         "or from the command line:\n\n```bash\n"
         f"tunify apply image.png --omega {omega_example} --model {repo_id} -o out.png\n"
         f"tunify sweep image.png --model {repo_id} -o strip.png\n"
         f"tunify info {repo_id}\n"
         f"tunify app --model {repo_id}                      # sliders in a browser (pip install 'tunify[app]')\n```\n\n"
-        f"To publish that page as a Hugging Face Space, `tunify app --export-space my-space --model {repo_id}` "
+        f"To publish that page as a Hugging Face Space, `tunify app --export-space my-space --model {hub_id}` "
         'writes its `app.py`, `requirements.txt` and `README.md` (section "The app" of tunify\'s README); push '
         "the folder as a Space repository (`hf upload me/my-space my-space --repo-type space`)."
     )
