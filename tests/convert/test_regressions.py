@@ -323,3 +323,18 @@ def test_lazy_and_scripted_models_are_refused_clearly_and_meta_models_run() -> N
     tmodel = tunify.convert(meta, 2)
     for omega in (torch.rand(2, device="meta"), torch.rand(2, 2, device="meta")):
         assert tmodel(torch.empty(2, 3, 8, 8, device="meta"), omega=omega).shape == (2, 4)
+
+
+def test_adafm_on_a_parametrised_convolution_bakes_its_filter() -> None:
+    """FilteredConv read dunders through to its convolution: copy.deepcopy (bake) of one whose convolution
+    is weight_norm'd returned the convolution alone, dropping the AdaFM filter (0.1 off)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.utils.parametrizations.weight_norm(nn.Conv2d(3, 8, 3, padding=1)), nn.ReLU())
+    tmodel = spread_copies(tunify.convert(net.eval(), 2, strategy="adafm"), scale=0.5)
+    with torch.no_grad():
+        for name, param in tmodel.named_parameters():
+            if ".1.source." in name:  # the filter's deltas start at zero
+                param.add_(0.1 * torch.randn_like(param))
+        x, omega = torch.rand(2, 3, 8, 8), torch.tensor([0.3, 0.7])
+        baked = tunify.bake(tmodel, omega)
+        torch.testing.assert_close(baked(x), tmodel(x, omega=omega), atol=1e-6, rtol=1e-5)

@@ -56,8 +56,8 @@ class FilteredConv(nn.Sequential, LayerContainer):
             return super().__getattr__(name)
         except AttributeError:
             modules = self.__dict__.get("_modules")
-            if not modules or "0" not in modules:  # mid-construction or mid-copy
-                raise
+            if not modules or "0" not in modules or name.startswith("__"):  # mid-construction or -copy;
+                raise  # dunders never read through: copy.deepcopy would copy the convolution alone
             return getattr(modules["0"], name)
 
     def get_base_layer(self) -> nn.Module:
