@@ -95,6 +95,29 @@ def test_apply_gives_greyscale_back_for_greyscale_input(model_dir: Path, image: 
     assert Image.open(tmp_path / "out16.jpg").mode == "L"
 
 
+def test_a_picture_the_network_cannot_take_is_a_user_error_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SwinIR reflect-pads to its window: on a 1x1 picture it raised, reported as tunify's internal error."""
+    spec = {
+        "architecture": "SwinIR",
+        "kwargs": {"img_size": 8, "window_size": 8, "depths": [1], "num_heads": [1], "embed_dim": 8},
+    }
+    tunify.convert(tunify.zoo.build(spec).eval(), 2).save_pretrained(tmp_path / "swinir")
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(tmp_path / "dot.png")
+    args = [
+        "apply",
+        str(tmp_path / "dot.png"),
+        "--model",
+        str(tmp_path / "swinir"),
+        "-o",
+        str(tmp_path / "o.png"),
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "the model cannot run on " in err and "dot.png (1x1)" in err and "internal error" not in err
+
+
 def test_sweep_of_independent_knobs_is_a_grid_with_its_corners(
     image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

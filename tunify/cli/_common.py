@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -87,3 +89,14 @@ def omega_option_values(argv: list[str]) -> list[str]:
         else:
             out.extend(a for a in (arg, value) if a is not None)
     return out
+
+
+@contextmanager
+def network_errors(image: str, x: torch.Tensor) -> Iterator[None]:
+    """A network that cannot run on an input (smaller than its padding, out of memory) says so as a user
+    error naming the image, not as tunify's internal error."""
+    try:
+        yield
+    except RuntimeError as error:
+        h, w = x.shape[-2:]
+        raise UsageError(f"the model cannot run on {image} ({w}x{h}): {error}") from error

@@ -10,7 +10,15 @@ import torch.nn.functional as F
 
 from ..data import grey_bit_depth, read_alpha, write_image
 from ..inference import for_images, tiled_forward
-from ._common import UsageError, add_model_args, check_image_output, load_image, load_model, parse_omega
+from ._common import (
+    UsageError,
+    add_model_args,
+    check_image_output,
+    load_image,
+    load_model,
+    network_errors,
+    parse_omega,
+)
 from ._omega_map import read_omega_map
 
 SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")  # formats that store 16-bit greyscale
@@ -64,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
             args.omega or ",".join(["0.5"] * model.p), model.p, model.config.allow_extrapolation
         )
     runner = for_images(model, x, omega)  # a greyscale network runs channel by channel
-    y = tiled_forward(runner, x, omega, tile=args.tile, overlap=args.overlap, progress=not args.no_progress)
+    with network_errors(args.image, x):
+        y = tiled_forward(
+            runner, x, omega, tile=args.tile, overlap=args.overlap, progress=not args.no_progress
+        )
     if args.omega_map:
         entries = {"omega_map": Path(args.omega_map).name}
         if args.omega_range:

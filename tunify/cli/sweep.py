@@ -11,7 +11,15 @@ import torch.nn.functional as F
 from ..evaluate import omega_grid, tuning_strip
 from ..evaluate.report import format_omega
 from ..inference import for_images, tiled_forward
-from ._common import UsageError, add_model_args, check_image_output, load_image, load_model, parse_omega
+from ._common import (
+    UsageError,
+    add_model_args,
+    check_image_output,
+    load_image,
+    load_model,
+    network_errors,
+    parse_omega,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     panels = []
     runner = for_images(model, x, omegas[0])
     for omega in omegas:
-        y = tiled_forward(runner, x, omega, tile=args.tile, overlap=args.overlap, progress=False)
+        with network_errors(args.image, x):
+            y = tiled_forward(runner, x, omega, tile=args.tile, overlap=args.overlap, progress=False)
         panels.append((y[0].float().cpu(), f"ω={format_omega(omega.tolist())}"))
     shown = (F.interpolate(x, size=panels[0][0].shape[-2:], mode="nearest")[0].cpu(), "input")  # SR: larger
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
