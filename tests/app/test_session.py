@@ -124,6 +124,19 @@ def test_a_model_that_fails_to_load_is_an_app_error(tmp_path: Path) -> None:
         Tuner.load(str(tmp_path))
 
 
+def test_a_picture_the_network_cannot_take_is_an_app_error(image_path: Path, tmp_path: Path) -> None:
+    import tunify
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 5, padding=2, padding_mode="reflect"))
+    tuner, dot = Tuner(tunify.convert(net, 2)), tmp_path / "dot.png"
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(dot)
+    with pytest.raises(AppError, match="cannot run on this 1x1 picture"):
+        tuner.preview(open_picture(dot), Settings(omega=[0.5, 0.5]))
+    with pytest.raises(AppError, match="cannot run on this 1x1 picture"):
+        tuner.export(open_picture(dot), Settings(omega=[0.5, 0.5]), tmp_path)
+
+
 def test_omega_out_of_range_is_an_app_error(tuner: Tuner, image_path: Path) -> None:
     with pytest.raises(AppError, match=r"\[0, 1\]"):
         tuner.preview(open_picture(image_path), Settings(omega=[1.5, -0.5]))

@@ -191,6 +191,8 @@ class Tuner:
                 return self.runner(fast_layout(self.runner, x), omega=omega).float().contiguous()
         except ValueError as error:  # ω the model refuses (range, shape)
             raise AppError(str(error)) from None
+        except RuntimeError as error:  # a picture the network cannot take (smaller than its padding, …)
+            raise AppError(_cannot_run(x, error)) from None
 
     def preview(self, picture: Picture, settings: Settings) -> Result:
         """The result shown after a slider move or a brush stroke: one pass over the preview."""
@@ -235,6 +237,8 @@ class Tuner:
             y = tiled_forward(self.runner, x, omega, progress=True)
         except ValueError as error:
             raise AppError(str(error)) from None
+        except RuntimeError as error:
+            raise AppError(_cannot_run(x, error)) from None
         fmt = self.controls.format
         text = provenance(self.name, omega=fmt(settings.omega))
         if omega.ndim == 4 and settings.region_omega is not None:
@@ -249,6 +253,11 @@ class Tuner:
 def bfloat16_is_native() -> bool:
     """Whether this CPU computes bfloat16 convolutions natively (oneDNN on AVX-512 BF16 or AMX)."""
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def _cannot_run(x: torch.Tensor, error: RuntimeError) -> str:
+    h, w = x.shape[-2:]
+    return f"the model cannot run on this {w}x{h} picture: {error}"
 
 
 def _uint8(img: torch.Tensor) -> np.ndarray:
