@@ -37,7 +37,7 @@ def rows_follow_samples(model: nn.Module, omega: Tensor, args: tuple, kwargs: di
     alone: list[Tensor] = []
     layers = [m for m in model.modules() if isinstance(m, TunableLayer)]
     # float32, eval mode, no autograd: reduced precision would blur the comparison, dropout would break it
-    with _evaluating(model), torch.no_grad(), torch.autocast(omega.device.type, enabled=False):
+    with evaluating(model), torch.no_grad(), torch.autocast(omega.device.type, enabled=False):
         with _inputs_to(layers, alone.append), use_omega(omega[0:1]):
             sample_args, sample_kwargs = sample_inputs(args, kwargs, omega, 0, type(model).__name__)
             model(*sample_args, **sample_kwargs)
@@ -85,8 +85,9 @@ def _inputs_to(layers: list[nn.Module], sink: Any) -> Iterator[None]:
 
 
 @contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the block (no dropout, running statistics), each module's own mode back afterwards."""
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the block (no dropout, running statistics), each module's own mode back afterwards
+    (also what ``tunify.export`` traces in)."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:

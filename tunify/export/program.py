@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.export import Dim, ExportedProgram
 
 from ..convert import TunableModel, bake
+from ..convert.layout import evaluating
 from .compat import export_friendly
 
 MIX_FORMS = ("weights", "outputs")
@@ -94,16 +95,13 @@ def _tracing(tmodel: TunableModel) -> Iterator[None]:
     Tunable layers remember the ω of their last call (for gradient checkpointing); during a trace that is
     a symbolic tensor, which must not outlive the trace.
     """
-    modes = {m: m.training for m in tmodel.modules()}
     remembered = {m: m.__dict__["_last_omega"] for m in tmodel.modules() if "_last_omega" in m.__dict__}
-    tmodel.eval()
     try:
-        with export_friendly(), warnings.catch_warnings():
+        with evaluating(tmodel), export_friendly(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*assigned during export.*")
             yield
     finally:
         for m in tmodel.modules():
-            m.training = modes.get(m, m.training)
             if m in remembered:
                 m._last_omega = remembered[m]
             else:
