@@ -268,7 +268,8 @@ class _Plan:
 
 
 def _check_convertible(model: nn.Module) -> None:
-    """What convert cannot work on: TorchScript, lazy layers before their first call, a converted model."""
+    """What convert cannot work on: TorchScript, lazy layers before their first call, weights computed by
+    hooks, a converted model."""
     if isinstance(model, torch.jit.ScriptModule):
         raise ConversionError(
             "a TorchScript module cannot be converted: convert the Python module, then script it"
@@ -280,6 +281,7 @@ def _check_convertible(model: nn.Module) -> None:
         raise ConversionError(
             f"{lazy} is not initialised yet (a lazy layer): run the model once on an example input first"
         )
+    _check_no_weight_hooks(model)
     _check_not_converted(model)
 
 
@@ -370,7 +372,6 @@ def convert_with(
 ) -> TunableModel | ConversionReport:
     """:func:`convert` driven by a :class:`ConvertConfig`."""
     _check_convertible(model)
-    _check_no_weight_hooks(model)
     plan = _Plan(model, config)
     plan.check_not_empty()
     if dry_run:
