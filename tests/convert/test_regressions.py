@@ -134,6 +134,18 @@ def test_bake_of_half_precision_mixes_in_float32(dtype: torch.dtype) -> None:
     torch.testing.assert_close(baked[0].weight, expected, atol=0, rtol=0)
 
 
+def test_a_float64_network_stays_float64_in_phi_and_bake() -> None:
+    """φ and bake mixed a float64 network's kernels in float32 (bake 3e-8 off the tunable network)."""
+    torch.manual_seed(0)
+    tmodel = spread_copies(tunify.convert(conv_net().double(), 2, parameters=None), scale=0.5)
+    assert {p.dtype for p in tmodel.parameters()} == {torch.float64}
+    x, omega = torch.rand(2, 3, 8, 8, dtype=torch.float64), torch.tensor([0.3, 0.7], dtype=torch.float64)
+    with torch.no_grad():
+        exact = sum(a * tmodel.base_model[0].source.stack("weight").copy(i) for i, a in enumerate(omega))
+        torch.testing.assert_close(tunify.bake(tmodel, omega)[0].weight, exact, atol=1e-15, rtol=0)
+        torch.testing.assert_close(tunify.bake(tmodel, omega)(x), tmodel(x, omega=omega), atol=1e-13, rtol=0)
+
+
 def test_bake_names_a_layer_with_nan() -> None:
     tmodel = tunify.convert(conv_net(), 2)
     with torch.no_grad():

@@ -428,7 +428,7 @@ def bake(tmodel: TunableModel, omega: Tensor) -> nn.Module:
     """A plain copy of the network with every tunable tensor mixed at ``omega`` (shape (p,)).
 
     The result has the original layer classes, state-dict keys, parameter count and cost, and computes
-    what ``tmodel(x, omega=omega)`` computes. Tensors are mixed in float32 and cast back to their own dtype
+    what ``tmodel(x, omega=omega)`` computes. Tensors are mixed in at least float32 and cast back to their own dtype
     (float16/bfloat16 models keep their precision for the sum). ``tmodel`` is left unchanged.
 
     Raises:

@@ -55,13 +55,21 @@ def check_kernels(p: int, kernels: int | None) -> int:
     return kernels
 
 
-def make_phi(p: int, kernels: int | None = None) -> nn.Linear:
+def mixing_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The precision kernels are mixed in when exactness matters (φ, baking): at least float32, so a
+    half-precision sum of p kernels keeps its digits and a float64 network stays float64."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def make_phi(p: int, kernels: int | None = None, like: Tensor | None = None) -> nn.Linear:
     """φ: ℝ^p → ℝ^kernels, affine, with Σα = 1 for every ω (see the module docstring).
 
     ``kernels = p``: α = ω − mean(ω) + 1/p. ``kernels = p + 1``: α = (ω, 1 − Σω), the last entry the base.
+    ``like``: the tensor φ will feed, whose device it takes, in :func:`mixing_dtype` of its dtype.
     """
     kernels = check_kernels(p, kernels)
-    phi = nn.Linear(p, kernels)
+    factory = {} if like is None else dict(device=like.device, dtype=mixing_dtype(like.dtype))
+    phi = nn.Linear(p, kernels, **factory)
     with torch.no_grad():
         if kernels == p:
             phi.weight.copy_(torch.eye(p) - 1.0 / p)
@@ -107,9 +115,10 @@ class OmegaReader(nn.Module):
             return F.linear(omega.movedim(1, -1), weight, bias).movedim(-1, 1)
         return F.linear(omega, weight, bias)  # not phi(ω): a module call costs more than the product
 
-    def alpha_float32(self, omega: Tensor) -> Tensor:
-        """α at a shared ω computed in float32, for baking (a half-precision φ would round α)."""
-        return F.linear(omega.float(), self.phi.weight.float(), self.phi.bias.float())
+    def alpha_exact(self, omega: Tensor) -> Tensor:
+        """α at a shared ω in :func:`mixing_dtype` of φ's, for baking (a half-precision φ would round α)."""
+        dtype = mixing_dtype(self.phi.weight.dtype)
+        return F.linear(omega.to(dtype), self.phi.weight.to(dtype), self.phi.bias.to(dtype))
 
     def anchor(self, index: int) -> None:
         """Freeze φ and whatever α = e_index reads (see :func:`tunify.anchor`)."""
@@ -239,7 +248,7 @@ class TunableLayer(OmegaReader):
                 f"{type(base_layer).__name__} has none of the tensors {list(names)} to make tunable"
             )
         tensors = {name: get_tensor(base_layer, name) for name in self.tensor_names}
-        self.phi = make_phi(p, self.kernels).to(next(iter(tensors.values())).device)
+        self.phi = make_phi(p, self.kernels, like=next(iter(tensors.values())))
         self.source = (source or kernel_bank)(base_layer, tensors, self.kernels)
         for name in self.tensor_names:
             set_parameter(base_layer, name, None)
@@ -348,12 +357,13 @@ class TunableLayer(OmegaReader):
     def materialize(self, omega: Tensor) -> nn.Module:
         """A plain copy of the base layer with its tensors at a shared ``omega`` of shape (p,).
 
-        Mixed in float32 whatever the layer's dtype (a half-precision sum of p kernels loses digits), then
-        cast back to each tensor's dtype.
+        Mixed in at least float32 whatever the layer's dtype (:func:`mixing_dtype`), then cast back to each
+        tensor's dtype.
         """
         plain = copy.deepcopy(self.base_layer)
-        source = copy.deepcopy(self.source).float()
-        values = source(self.alpha_float32(omega))
+        alpha = self.alpha_exact(omega)
+        source = copy.deepcopy(self.source).to(alpha.dtype)
+        values = source(alpha)
         for name, value in values.items():
             dtype = self.source.reference(name).dtype
             set_parameter(plain, name, value.to(dtype).clone())

@@ -43,7 +43,15 @@ class TunableTensor(OmegaReader):
     their average.
     """
 
-    def __init__(self, p: int, name: str, shape: tuple[int, ...], *, kernels: int | None = None) -> None:
+    def __init__(
+        self,
+        p: int,
+        name: str,
+        shape: tuple[int, ...],
+        *,
+        kernels: int | None = None,
+        like: Tensor | None = None,
+    ) -> None:
         super().__init__()
         check_p(p)
         self.p = p
@@ -51,7 +59,7 @@ class TunableTensor(OmegaReader):
         self.name = name
         self.needs_vmap = len(shape) == 0 or shape[0] != 1
         self.per_pixel = mixes_per_pixel(shape)
-        self.phi = make_phi(p, self.kernels)
+        self.phi = make_phi(p, self.kernels, like=like)
 
     def right_inverse(self, tensor: Tensor) -> tuple[Tensor, ...]:
         return tuple(tensor.detach().clone().contiguous() for _ in range(self.kernels))
@@ -80,8 +88,9 @@ class TunableTensor(OmegaReader):
 
     @torch.no_grad()
     def materialize(self, copies: tuple[Tensor, ...], omega: Tensor) -> Tensor:
-        """The tensor at a shared ``omega`` (p,), mixed in float32 and cast back (as layers bake)."""
-        return mix(tuple(c.float() for c in copies), self.alpha_float32(omega)).to(copies[0].dtype)
+        """The tensor at a shared ``omega`` (p,), mixed in at least float32 and cast back (as layers bake)."""
+        alpha = self.alpha_exact(omega)
+        return mix(tuple(c.to(alpha.dtype) for c in copies), alpha).to(copies[0].dtype)
 
 
 def make_tensor_tunable(
@@ -89,7 +98,7 @@ def make_tensor_tunable(
 ) -> TunableTensor:
     """Turn ``module.<name>`` into a tunable tensor in place and return its parametrisation."""
     tensor = getattr(module, name)
-    tunable = TunableTensor(p, full_name, tuple(tensor.shape), kernels=kernels).to(tensor.device)
+    tunable = TunableTensor(p, full_name, tuple(tensor.shape), kernels=kernels, like=tensor)
     parametrize.register_parametrization(module, name, tunable, unsafe=True)
     _read_directly(module, name, tunable.kernels)
     return tunable
