@@ -64,15 +64,42 @@ class OmegaInput(nn.Module):
 
 
 def example_input(tmodel: TunableModel, batch: int = EXAMPLE_BATCH) -> Tensor:
-    """A (batch, C, 67, 61) input, C read from the first layer that declares its input channels."""
-    for module in tmodel.base_model.modules():
-        channels = getattr(module, "in_channels", None)
-        if isinstance(channels, int):
-            return torch.rand(batch, channels, *EXAMPLE_SIZE)
-    raise ValueError(
-        f"cannot tell the input channels of {type(tmodel.base_model).__name__} (no layer with in_channels): "
-        "pass example=, a batch of the input the network takes"
+    """A (batch, C, 67, 61) input the network runs on.
+
+    C is the network's own ``in_channels`` or its first layer's; a network that begins by folding pixel
+    blocks into channels (Real-ESRGAN ×2, 2×2 blocks) takes a quarter or a sixteenth of that layer's:
+    whichever of those the network runs on (tried at batch 1 when there is a choice).
+    """
+    first = next(
+        (
+            m.in_channels
+            for m in tmodel.base_model.modules()
+            if isinstance(getattr(m, "in_channels", None), int)
+        ),
+        None,
     )
+    if first is None:
+        raise ValueError(
+            f"cannot tell the input channels of {type(tmodel.base_model).__name__} (no layer with in_channels): "
+            "pass example=, a batch of the input the network takes"
+        )
+    candidates = [first] + [first // f for f in (4, 16) if first % f == 0]
+    for channels in candidates[:-1]:
+        if _runs(tmodel, torch.rand(1, channels, *EXAMPLE_SIZE)):
+            break
+    else:
+        channels = candidates[-1]  # the last candidate: the export reports what fails
+    return torch.rand(batch, channels, *EXAMPLE_SIZE)
+
+
+def _runs(tmodel: TunableModel, x: Tensor) -> bool:
+    omega = torch.full((tmodel.p,), 1 / tmodel.p)
+    try:
+        with evaluating(tmodel), torch.no_grad():
+            tmodel(x, omega=omega)
+    except RuntimeError:
+        return False
+    return True
 
 
 def example_omega(tmodel: TunableModel, x: Tensor, mix: str, spatial: bool) -> Tensor:

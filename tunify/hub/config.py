@@ -1,8 +1,9 @@
 """``config.json`` of a saved tunable model: what to rebuild, how it was converted, and what ω means.
 
 Loading never runs code from a repository, so everything needed to rebuild the network is data here: the
-base architecture (an :class:`tunify.zoo.ArchSpec` dict: a spandrel architecture or ``timm:<name>``, or
-``"custom"``, which needs the user's ``model=``), the conversion spec, and the descriptive ``info``.
+base architecture (an :class:`tunify.zoo.ArchSpec` dict: a spandrel architecture, ``timm:<name>`` or
+``tunify:<name>``, or ``"custom"``, which needs the user's ``model=``), the conversion spec, and the
+descriptive ``info``.
 """
 
 from __future__ import annotations

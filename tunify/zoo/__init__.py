@@ -18,6 +18,7 @@ from .errors import (
     UnsafeCheckpointError,
     ZooError,
 )
+from .ffdnet import FFDNet
 from .official import OFFICIAL, OfficialCheckpoint, cache_dir, fetch
 from .registry import ModelEntry, config, create, list_models, register_config, register_model
 from .spec import ArchSpec, build, describe
@@ -31,6 +32,7 @@ __all__ = [
     "ArchSpec",
     "CheckpointError",
     "CheckpointNotFoundError",
+    "FFDNet",
     "ModelEntry",
     "OfficialCheckpoint",
     "UnknownArchitectureError",

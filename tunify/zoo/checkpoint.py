@@ -3,9 +3,9 @@
 Files are read with `torch.load(weights_only=True)` or safetensors only: a checkpoint from the internet must
 never run code. spandrel then detects the architecture and its hyper-parameters from the state dict and
 builds the network; we hand back `descriptor.model` in eval mode, because the descriptor's own call clamps
-outputs to [0, 1] and spandrel returns models in training mode. DnCNN's original releases (CDnCNN-B, the
-blind grey DnCNN) ship as a bare `nn.Sequential` state dict that spandrel does not recognise; those are
-read into spandrel's DnCNN here.
+outputs to [0, 1] and spandrel returns models in training mode. The original releases of DnCNN (CDnCNN-B,
+the blind grey DnCNN) and FFDNet ship as a bare `nn.Sequential` state dict that spandrel does not
+recognise; those are read into spandrel's DnCNN and tunify's own FFDNet here.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .errors import (
     UnsafeCheckpointError,
 )
 from .official import fetch
-from .spec import ArchSpec, build
+from .spec import OWN_PREFIX, ArchSpec, build
 
 #: Wrapper keys of training frameworks, in order of preference: KAIR/BasicSR (SwinIR, NAFNet) save
 #: `params` and `params_ema`; their test scripts use the EMA weights when present, and so do we.
@@ -213,13 +213,9 @@ def _spandrel_load(sd: dict[str, torch.Tensor], where: str) -> Any:
 _STACK_KEY = re.compile(r"^(\d+)\.(weight|bias)$")
 
 
-def _bare_dncnn(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
-    """(spec, state dict) of spandrel's residual DnCNN for a bare DnCNN conv stack, else None.
-
-    A bare stack has keys ``0.weight, 0.bias, 2.weight, …`` (ReLUs at the odd indices): 3×3 convolutions
-    from c to a constant width and back to c channels, c being 1 or 3. DnCNN networks predict the noise,
-    so the result is in spandrel's residual mode (clean = noisy − stack(noisy)).
-    """
+def _bare_stack(sd: Mapping[str, torch.Tensor]) -> list[torch.Tensor] | None:
+    """The weights of a bare ``nn.Sequential`` of 3×3 convolutions with ReLUs between them (keys ``0.weight,
+    0.bias, 2.weight, …``) of constant width, else None."""
     found = [_STACK_KEY.match(k) for k in sd]
     if not found or not all(found):
         return None
@@ -229,14 +225,35 @@ def _bare_dncnn(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], dict[st
     weights = [sd[f"{i}.weight"] for i in indices]
     if any(w.ndim != 4 or tuple(w.shape[-2:]) != (3, 3) for w in weights):
         return None
-    channels, width = weights[0].shape[1], weights[0].shape[0]
-    chain = [tuple(w.shape[:2]) for w in weights]
-    if channels not in (1, 3) or chain != [(width, channels)] + [(width, width)] * (len(weights) - 2) + [
-        (channels, width)
-    ]:
+    width = weights[0].shape[0]
+    if any(tuple(w.shape[:2]) != (width, width) for w in weights[1:-1]) or weights[-1].shape[1] != width:
         return None
-    kwargs = {"in_nc": channels, "out_nc": channels, "nc": width, "nb": len(weights), "act_mode": "R"}
-    spec = {"architecture": "DnCNN", "kwargs": {**kwargs, "mode": "DnCNN"}}
+    return weights
+
+
+def _bare_stack_spec(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+    """(spec, state dict) for an original DnCNN or FFDNet release, which spandrel does not recognise.
+
+    Both are bare 3×3 conv stacks (:func:`_bare_stack`). DnCNN (CDnCNN-B, the blind grey DnCNN) maps c to c
+    channels, c being 1 or 3, and predicts the noise: spandrel's DnCNN in residual mode (clean = noisy −
+    stack(noisy)). FFDNet maps 4c + 1 channels (four sub-images and a noise-level map) to 4c:
+    :class:`~tunify.zoo.ffdnet.FFDNet`.
+    """
+    weights = _bare_stack(sd)
+    if weights is None:
+        return None
+    (width, first), last = weights[0].shape[:2], weights[-1].shape[0]
+    kwargs: dict[str, Any]
+    if first == last and first in (1, 3):
+        kwargs = {"in_nc": first, "out_nc": first, "nc": width, "nb": len(weights), "act_mode": "R"}
+        spec = {"architecture": "DnCNN", "kwargs": {**kwargs, "mode": "DnCNN"}}
+    elif first == last + 1 and last in (4, 12):
+        spec = {
+            "architecture": f"{OWN_PREFIX}FFDNet",
+            "kwargs": {"in_nc": last // 4, "nc": width, "nb": len(weights)},
+        }
+    else:
+        return None
     return spec, {f"model.{k}": v for k, v in sd.items()}
 
 
@@ -263,7 +280,7 @@ def load(
     sd = read_state_dict(path_or_state_dict, prefix=prefix, strict=strict)
     if spec is not None:
         return _load_into_spec(sd, spec, strict, where, device)
-    stack = _bare_dncnn(sd)
+    stack = _bare_stack_spec(sd)
     if stack is not None:
         return _load_into_spec(stack[1], stack[0], True, where, device)
     try:

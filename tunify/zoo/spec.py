@@ -17,9 +17,13 @@ from typing import Any
 import torch.nn as nn
 
 from .errors import ZooError
+from .ffdnet import FFDNet
 
 #: Architecture ids that mean "build with timm" are written `timm:<model name>`.
 TIMM_PREFIX = "timm:"
+#: Architectures tunify writes itself because spandrel has none: `tunify:<class name>`.
+OWN_PREFIX = "tunify:"
+OWN_ARCHITECTURES: dict[str, type[nn.Module]] = {"FFDNet": FFDNet}
 #: Attribute under which `create`/`load` remember the spec (plain attribute: survives deepcopy and in-place
 #: conversion, never enters the state dict).
 SPEC_ATTR = "tunify_spec"
@@ -29,7 +33,8 @@ SPEC_ATTR = "tunify_spec"
 class ArchSpec:
     """Architecture id plus constructor keywords; `build(spec)` makes the same (freshly initialised) network.
 
-    `architecture` is a spandrel architecture id ("SwinIR", "NAFNet", ...) or `timm:<name>`.
+    `architecture` is a spandrel architecture id ("SwinIR", "NAFNet", ...), `timm:<name>` or `tunify:<name>`
+    (:data:`OWN_ARCHITECTURES`).
     `class_name` is only set when the spandrel class is not named like its architecture (e.g. "KBNet_s").
     `name` is the registered config the network came from, if any (informational).
     """
@@ -52,6 +57,10 @@ class ArchSpec:
     @property
     def is_timm(self) -> bool:
         return self.architecture.startswith(TIMM_PREFIX)
+
+    @property
+    def is_own(self) -> bool:
+        return self.architecture.startswith(OWN_PREFIX)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (only the set optional fields), ready for JSON/YAML or safetensors metadata."""
@@ -164,9 +173,12 @@ def describe(model: nn.Module) -> dict[str, Any]:
     if isinstance(base, nn.Module) and base is not model:
         model = base
     stored = getattr(model, SPEC_ATTR, None)
+    name = stored.get("name") if isinstance(stored, dict) else None
     if _spandrel_arch_id(model) is not None:
-        name = stored.get("name") if isinstance(stored, dict) else None
         return spandrel_spec(model, name=name).to_dict()
+    own = next((k for k, cls in OWN_ARCHITECTURES.items() if type(model) is cls), None)
+    if own is not None:  # as it stands: FFDNet's noise_level may have changed since it was built
+        return ArchSpec(OWN_PREFIX + own, dict(model.hyperparameters), name=name).to_dict()
     if isinstance(stored, dict):
         return ArchSpec.from_dict(stored).to_dict()
     raise ZooError(
@@ -221,6 +233,14 @@ def build(spec: dict[str, Any] | ArchSpec) -> nn.Module:
         if "pretrained" in spec.kwargs:
             raise ValueError("a spec builds a freshly initialised network; drop 'pretrained' from its kwargs")
         model = timm.create_model(timm_name, pretrained=False, **spec.kwargs)
+    elif spec.is_own:
+        cls = OWN_ARCHITECTURES.get(spec.architecture[len(OWN_PREFIX) :])
+        if cls is None:
+            raise ZooError(
+                f"tunify has no architecture {spec.architecture!r}; it has {list(OWN_ARCHITECTURES)}"
+            )
+        check_kwargs(cls, spec.kwargs, spec.architecture)
+        model = cls(**spec.kwargs)
     else:
         cls = _spandrel_class(spec)
         check_kwargs(cls, spec.kwargs, spec.architecture)
