@@ -250,6 +250,20 @@ def test_per_sample_omega_on_concatenated_batches_matches_each_sample_alone() ->
                 torch.testing.assert_close(together[i : i + 1], alone, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("net", [_Siamese, _Windows])
+def test_compiled_per_sample_calls_check_the_layout_too(net: type[nn.Module]) -> None:
+    """Under torch.compile the check was skipped: the compiled siamese network was 0.07 off, silently."""
+    tmodel = spread_copies(tunify.convert(net(), 2), scale=0.5)
+    inputs = (torch.randn(3, 3, 8, 8), torch.randn(3, 3, 8, 8))[: 2 if net is _Siamese else 1]
+    omega = torch.rand(3, 2)
+    with torch.no_grad():
+        alone = [tmodel(*(x[i : i + 1] for x in inputs), omega=omega[i]) for i in range(3)]
+        compiled = torch.compile(tmodel, backend="aot_eager")  # dynamo's graph, without a C++ build
+        for _ in range(2):
+            torch.testing.assert_close(compiled(*inputs, omega=omega), torch.cat(alone), atol=1e-6, rtol=1e-5)
+    assert tmodel._vmap_per_sample == (net is _Siamese)  # sample-major windows keep the batched path
+
+
 def test_windows_folded_sample_major_keep_the_batched_per_sample_path() -> None:
     tmodel = spread_copies(tunify.convert(_Windows(), 2), scale=0.5)
     rows: list[int] = []

@@ -14,7 +14,7 @@ from ..layers import TunableMultiheadAttention, TunableTensor, check_omega, omeg
 from ..layers.generic import vmap_cannot_run, vmap_over_samples
 from ..layers.omega import PerSampleRowsError, flatten_constant_map, rows_were_folded
 from .config import ConvertConfig
-from .layout import rows_follow_samples
+from .layout import evaluating, rows_follow_samples
 from .report import ConversionReport
 
 
@@ -80,6 +80,8 @@ class TunableModel(nn.Module):
             omega = omega.expand(batch, *omega.shape[1:])
         if varies and batch_dim != 0:  # the layers take the batch in dimension 0: run sample by sample
             return self._sample_by_sample(omega, args, kwargs, batch_dim)
+        if varies and not self._rows_checked and torch.compiler.is_compiling():
+            self._check_rows_eagerly(omega, args, kwargs)
         if not (varies and self._vmap_per_sample):
             try:
                 with use_omega(omega):
@@ -100,9 +102,23 @@ class TunableModel(nn.Module):
                 self._vmap_per_sample = True
         return self._sample_by_sample(omega, args, kwargs, batch_dim)
 
+    @torch.compiler.disable
+    def _check_rows_eagerly(self, omega: Tensor, args: tuple, kwargs: dict) -> None:
+        """The per-sample layout check of the first compiled per-sample call, run outside the graph (it
+        hooks layers and compares real values): one eager call, and the check itself if rows were folded."""
+        self._rows_checked = True
+        try:
+            with evaluating(self.base_model), torch.no_grad(), use_omega(omega):  # no BatchNorm update
+                self.base_model(*args, **kwargs)
+                folded = rows_were_folded()
+            if folded and not rows_follow_samples(self.base_model, omega, args, kwargs):
+                self._vmap_per_sample = True
+        except PerSampleRowsError:
+            self._vmap_per_sample = True
+
     def _rows_unchecked(self) -> bool:
         """Whether folded rows still need :func:`rows_follow_samples` (never inside a trace or compile:
-        ``tunify.export`` makes an eager call first)."""
+        ``tunify.export`` makes an eager call first, a compiled call :meth:`_check_rows_eagerly`)."""
         tracing = torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
         return not (self._rows_checked or tracing)
 
