@@ -43,6 +43,41 @@ def test_batch_dim_1_per_sample_omega_matches_each_sample_alone() -> None:
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
 
 
+class _SequenceFirstAttention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attention = nn.MultiheadAttention(8, 2)  # sequence-first: (L, B, E); its masks are (B, S)
+
+    def forward(self, q, kv, key_padding_mask=None, need_weights=True):
+        return self.attention(q, kv, kv, key_padding_mask=key_padding_mask, need_weights=need_weights)
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+@pytest.mark.parametrize("sizes", [(5, 6, 3), (3, 3, 3)], ids=["L5-S6-B3", "L3-S3-B3"])
+def test_batch_dim_1_splits_padding_masks_and_attention_weights_by_their_own_batch_dimension(
+    sizes: tuple[int, int, int], need_weights: bool
+) -> None:
+    """key_padding_mask and the returned weights are batch-first in sequence-first attention: split in
+    dimension 1 they failed, or (S = B) would have been cut along the keys; a None output failed vmap."""
+    torch.manual_seed(0)
+    tmodel = spread_copies(tunify.convert(_SequenceFirstAttention().eval(), 2, batch_dim=1), scale=0.5)
+    length, keys, batch = sizes
+    q, kv, omega = torch.randn(length, batch, 8), torch.randn(keys, batch, 8), torch.rand(batch, 2)
+    mask = torch.zeros(batch, keys, dtype=torch.bool)
+    mask[:, -1] = mask[0, 0] = True
+    with torch.no_grad():
+        out, weights = tmodel(q, kv, mask, need_weights, omega=omega)  # the mask passed by position
+        alone = [
+            tmodel(q[:, i : i + 1], kv[:, i : i + 1], mask[i : i + 1], need_weights, omega=omega[i])
+            for i in range(batch)
+        ]
+    torch.testing.assert_close(out, torch.cat([o for o, _ in alone], dim=1), atol=1e-5, rtol=1e-5)
+    if need_weights:
+        torch.testing.assert_close(weights, torch.cat([w for _, w in alone]), atol=1e-6, rtol=1e-5)
+    else:
+        assert weights is None
+
+
 def test_anchor_tells_a_users_own_phi_layer_from_tunifys_phi() -> None:
     """A layer of the user's called ``phi`` is converted like any other: its free copy keeps training."""
 

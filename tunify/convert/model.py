@@ -80,9 +80,11 @@ class TunableModel(nn.Module):
             omega = omega.expand(batch, *omega.shape[1:])
         if varies and batch_dim != 0:  # the layers take the batch in dimension 0: run sample by sample
             return self._sample_by_sample(omega, args, kwargs, batch_dim)
-        if varies and not self._rows_checked and torch.compiler.is_compiling():
-            if not torch.compiler.is_exporting():  # tunify.export makes an eager call before its trace
-                self._check_rows_eagerly(omega, args, kwargs)
+        compiled = (
+            torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+        )  # (export: eager first)
+        if varies and compiled and not self._rows_checked:
+            self._check_rows_eagerly(omega, args, kwargs)
         if not (varies and self._vmap_per_sample):
             try:
                 with use_omega(omega):

@@ -10,13 +10,14 @@ tensors, so an ω map acts through its average over the image.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
-from torch.utils._pytree import TreeSpec, tree_flatten, tree_map, tree_unflatten
+from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
 from .base import SourceFactory, TunableLayer
 from .omega import PerSampleRowsError, check_rows, map_mean, omega_form, use_omega
@@ -69,11 +70,54 @@ def vmap_cannot_run(error: RuntimeError) -> bool:
     return "vmap" in str(error) or "Batching rule not implemented" in str(error)
 
 
+BATCH_FIRST_KWARGS = ("key_padding_mask",)
+"""Keyword endings of tensors PyTorch keeps batch-first even in sequence-first modules
+(``src_key_padding_mask`` …, shape (B, S))."""
+
+
+def _named_arguments(fn: Callable[..., Any] | None, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The call's arguments by parameter name, as far as ``fn``'s signature names them."""
+    target = fn.forward if isinstance(fn, nn.Module) else fn  # a module's own call takes (*args, **kwargs)
+    try:
+        return {**inspect.signature(target).bind_partial(*args).arguments, **kwargs}
+    except (TypeError, ValueError):  # no signature, or one of *args
+        return dict(kwargs)
+
+
+def _split_dims(
+    fn: Callable[..., Any] | None, args: tuple, kwargs: dict, rows: int, batch_dim: int
+) -> list[int | None]:
+    """For each leaf of the call, the dimension that holds the batch (None: shared by every sample).
+
+    A tensor holds it in ``batch_dim`` where its size there is the batch; in a sequence-first call
+    (``batch_dim`` 1) padding masks hold it in dimension 0 (:data:`BATCH_FIRST_KWARGS`), and so may any
+    tensor without it in ``batch_dim``.
+    """
+    named = _named_arguments(fn, args, kwargs) if batch_dim else {}
+    batch_first = {
+        id(v) for k, v in named.items() if isinstance(v, Tensor) and k.endswith(BATCH_FIRST_KWARGS)
+    }
+    dims: list[int | None] = []
+    for t in tree_flatten((args, kwargs))[0]:
+        if not isinstance(t, Tensor):
+            dims.append(None)
+        elif id(t) in batch_first and t.ndim and t.shape[0] == rows:
+            dims.append(0)
+        elif t.ndim > batch_dim and t.shape[batch_dim] == rows:
+            dims.append(batch_dim)
+        elif batch_dim and t.ndim and t.shape[0] == rows:
+            dims.append(0)
+        else:
+            dims.append(None)
+    return dims
+
+
 def _split_samples(
-    args: tuple, kwargs: dict, omega: Tensor, where: str, batch_dim: int
-) -> tuple[list[Any], list[bool], TreeSpec]:
+    args: tuple, kwargs: dict, omega: Tensor, where: str, batch_dim: int, fn: Callable[..., Any] | None = None
+) -> tuple[list[Any], list[int | None], TreeSpec]:
     """The call's leaves with a leading sample dimension on each tensor that holds the batch (B·k rows in
-    ``batch_dim``, sample-major), which of them those are, and the spec to rebuild the call."""
+    its batch dimension, sample-major), that dimension for each leaf (None: shared), and the spec to
+    rebuild the call."""
     b = omega.shape[0]
     leaves, spec = tree_flatten((args, kwargs))
     tensors = [t for t in leaves if isinstance(t, Tensor) and t.ndim > batch_dim]
@@ -87,18 +131,37 @@ def _split_samples(
             "rows (a list of images?): give one omega for the whole call, shape (p,)"
         )
     check_rows(omega, rows, where)  # notes B·k rows folded into the batch
-    split = [isinstance(t, Tensor) and t.ndim > batch_dim and t.shape[batch_dim] == rows for t in leaves]
+    dims = _split_dims(fn, args, kwargs, rows, batch_dim)
     leaves = [
-        t.movedim(batch_dim, 0).unflatten(0, (b, rows // b)) if s else t
-        for t, s in zip(leaves, split, strict=True)
+        t if d is None else t.movedim(d, 0).unflatten(0, (b, rows // b))
+        for t, d in zip(leaves, dims, strict=True)
     ]
-    return leaves, split, spec
+    return leaves, dims, spec
+
+
+def _join_samples(t: Tensor, k: int, batch_dim: int) -> Tensor:
+    """One output of B per-sample calls stacked in dimension 0 → the batch in its own batch dimension:
+    ``batch_dim``, or dimension 0 for an output that holds each sample's k rows there and not in
+    ``batch_dim`` (a sequence-first attention's weights, (B, L, S))."""
+    dim = batch_dim
+    if (
+        batch_dim
+        and t.ndim > 1
+        and t.shape[1] == k
+        and (t.ndim <= 1 + batch_dim or t.shape[1 + batch_dim] != k)
+    ):
+        dim = 0
+    return t.movedim(0, dim).flatten(dim, dim + 1)
 
 
 def sample_inputs(args: tuple, kwargs: dict, omega: Tensor, i: int, where: str) -> tuple[tuple, dict]:
     """The arguments of a call with per-sample ω ((B, p), batch in dimension 0) for sample ``i`` alone."""
-    leaves, split, spec = _split_samples(args, kwargs, omega, where, 0)
-    return tree_unflatten([t[i] if s else t for t, s in zip(leaves, split, strict=True)], spec)
+    leaves, dims, spec = _split_samples(args, kwargs, omega, where, 0)
+    return tree_unflatten([t if d is None else t[i] for t, d in zip(leaves, dims, strict=True)], spec)
+
+
+_TENSOR = object()
+"""Stands for a tensor among an output's leaves while the tensors go through vmap on their own."""
 
 
 def vmap_over_samples(
@@ -116,34 +179,38 @@ def vmap_over_samples(
     Inside, every tunable layer sees that sample's ω ((p,), or a (1, p, *S) map) and takes its shared or
     per-pixel path; vmap's batching rules turn the per-sample kernels into grouped convolutions and batched
     matrix products. The main input's dimension ``batch_dim`` (of the first tensor argument) holds B·k rows,
-    sample-major; tensors with the same size there are split per sample (each sample keeps its k rows in
-    that dimension), all others are shared. ``loop=True`` runs the samples one after the other instead, for
+    sample-major; tensors with the same size there (or, in a sequence-first call, in dimension 0: padding
+    masks) are split per sample (each sample keeps its k rows in that dimension), all others are shared. ``loop=True`` runs the samples one after the other instead, for
     code that vmap cannot run (reading ``.data`` in forward); so does ``torch.autocast``, which does not reach
     inside vmap (its convolutions would meet bfloat16 inputs with float32 kernels).
     """
     b = omega.shape[0]
-    leaves, split, spec = _split_samples(args, kwargs, omega, where, batch_dim)
-    tensors = [t for t, s in zip(leaves, split, strict=True) if s]
+    leaves, dims, spec = _split_samples(args, kwargs, omega, where, batch_dim, fn)
+    split = [d is not None for d in dims]
+    device = next(t for t, s in zip(leaves, split, strict=True) if s).device
+    k = next(t for t, s in zip(leaves, split, strict=True) if s).shape[1]
     is_map = omega_form(omega) == "map"
+    returned: list[Any] = []  # the output's structure and its leaves that are not tensors (None, sizes)
 
-    def one_sample(omega_row: Tensor, *sample_leaves: Any) -> Any:
+    def one_sample(omega_row: Tensor, *sample_leaves: Any) -> tuple[Tensor, ...]:
         sample_leaves = [
-            t.movedim(0, batch_dim) if s else t for t, s in zip(sample_leaves, split, strict=True)
+            t if d is None else t.movedim(0, d) for t, d in zip(sample_leaves, dims, strict=True)
         ]
         sample_args, sample_kwargs = tree_unflatten(list(sample_leaves), spec)
         with use_omega(omega_row.unsqueeze(0) if is_map else omega_row):
-            return fn(*sample_args, **sample_kwargs)
+            out_leaves, out_spec = tree_flatten(fn(*sample_args, **sample_kwargs))
+        returned[:] = [out_spec, [_TENSOR if isinstance(t, Tensor) else t for t in out_leaves]]
+        return tuple(t for t in out_leaves if isinstance(t, Tensor))  # vmap returns tensors only
 
-    if loop or torch.is_autocast_enabled(tensors[0].device.type):
+    if loop or torch.is_autocast_enabled(device.type):
         outs = [
             one_sample(omega[i], *(t[i] if s else t for t, s in zip(leaves, split, strict=True)))
             for i in range(b)
         ]
-        out = tree_map(lambda *ts: torch.stack(ts) if isinstance(ts[0], Tensor) else ts[0], *outs)
+        stacked = [torch.stack(ts) for ts in zip(*outs, strict=True)]
     else:
         in_dims = (0, *(0 if s else None for s in split))
-        out = vmap(one_sample, in_dims=in_dims, randomness="different")(omega, *leaves)
-    return tree_map(
-        lambda t: t.movedim(0, batch_dim).flatten(batch_dim, batch_dim + 1) if isinstance(t, Tensor) else t,
-        out,
-    )
+        stacked = vmap(one_sample, in_dims=in_dims, randomness="different")(omega, *leaves)
+    out_spec, others = returned
+    joined = iter(_join_samples(t, k, batch_dim) for t in stacked)
+    return tree_unflatten([next(joined) if t is _TENSOR else t for t in others], out_spec)
