@@ -33,7 +33,7 @@ from tunify.app import Settings, Tuner, open_picture
 from tunify.app.session import PREVIEW_PRECISIONS, bfloat16_is_native
 from tunify.data import read_image, write_image
 from tunify.hub import SAMPLE_IMAGE
-from tunify.inference import fast_layout
+from tunify.inference import network_input
 
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared" / "datasets" / "Kodak24" / "kodim23.png"
@@ -71,7 +71,7 @@ def measure(tuner: Tuner, path: Path, moves: int) -> dict[str, float]:
         png_bytes(result.after)
         seconds.append(time.perf_counter() - start)
     plain = tunify.bake(tuner.model, torch.tensor(omegas[0]))
-    x = fast_layout(plain, picture.clean)
+    x = network_input(plain, picture.clean)
     baked = []
     with torch.inference_mode():
         for _ in range(3):

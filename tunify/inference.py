@@ -17,18 +17,21 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 
-def fast_layout(model: Any, x: Tensor) -> Tensor:
-    """``x`` in the memory layout the model runs fastest in: channels-last for purely convolutional networks
-    on the CPU (oneDNN's convolutions take ~30 % less time in it: DnCNN at 512², NAFNet), unchanged for
-    networks with linear or attention layers, which gain nothing."""
+def network_input(model: Any, x: Tensor) -> Tensor:
+    """A copy of ``x`` for ``model`` to run on, in the memory layout it runs fastest in.
+
+    A copy, because some networks overwrite their input (spandrel's RCAN scales it in place), which must
+    reach neither the caller's picture nor a neighbouring tile. Channels-last for purely convolutional
+    networks on the CPU (oneDNN's convolutions take ~30 % less time in it: DnCNN at 512², NAFNet); networks
+    with linear or attention layers gain nothing from it.
+    """
     if x.ndim != 4 or x.device.type != "cpu" or not isinstance(model, nn.Module):
-        return x
+        return x.clone()
     modules = [(name.rpartition(".")[2], m) for name, m in model.named_modules()]
-    if not any(isinstance(m, nn.Conv2d) for _, m in modules):
-        return x
-    if any(isinstance(m, nn.Linear | nn.MultiheadAttention) and name != "phi" for name, m in modules):
-        return x  # (a tunable layer's φ is a small Linear of its own: not the network's)
-    return x.contiguous(memory_format=torch.channels_last)
+    convolutional = any(isinstance(m, nn.Conv2d) for _, m in modules) and not any(
+        isinstance(m, nn.Linear | nn.MultiheadAttention) and name != "phi" for name, m in modules
+    )  # (a tunable layer's φ is a small Linear of its own: not the network's)
+    return x.clone(memory_format=torch.channels_last if convolutional else torch.contiguous_format)
 
 
 def _starts(length: int, tile: int, step: int) -> list[int]:
@@ -93,7 +96,8 @@ def infer_scale(model: Any, x: Tensor, omega: Tensor, probe: int = 16) -> int:
     h, w = min(probe, x.shape[-2]), min(probe, x.shape[-1])
     with torch.inference_mode():
         y = model(
-            x[:1, :, :h, :w], omega=_crop_omega(omega[:1] if omega.ndim in (2, 4) else omega, 0, 0, h, w)
+            x[:1, :, :h, :w].clone(),
+            omega=_crop_omega(omega[:1] if omega.ndim in (2, 4) else omega, 0, 0, h, w),
         )
     if not isinstance(y, Tensor) or y.ndim != 4:
         raise ValueError("tiled inference needs an image-to-image model returning a (B, C, H, W) tensor")
@@ -132,12 +136,12 @@ def for_images(model: Any, x: Tensor, omega: Tensor, probe: int = 16) -> Any:
     """``model``, or :class:`PerChannel` around it when it takes greyscale input: tried on a small crop of
     ``x`` (B, 3, H, W) as it is, then on one channel. Where neither runs, ``model`` as it is, for the real
     call to report why."""
-    crop = x[:1, :, :probe, :probe]
+    crop = x[:1, :, :probe, :probe].clone()  # a copy: the network may write into its input
     omega = _crop_omega(omega[:1] if omega.ndim in (2, 4) else omega, 0, 0, *crop.shape[-2:])
     for image, runner in ((crop, model), (crop[:, :1], PerChannel(model))):
         try:
             with torch.inference_mode():
-                model(image, omega=omega)
+                model(image.clone(), omega=omega)
         except RuntimeError:
             continue
         return runner
@@ -168,10 +172,9 @@ def tiled_forward(
         raise ValueError(f"need tile >= 8 and 0 <= overlap <= tile/2, got tile={tile}, overlap={overlap}")
     omega = torch.as_tensor(omega, dtype=torch.float32, device=x.device)
     height, width = x.shape[-2:]
-    x = fast_layout(model, x)
     if height <= tile and width <= tile:
         with torch.inference_mode():
-            return model(x, omega=omega).contiguous()
+            return model(network_input(model, x), omega=omega).contiguous()
     scale = scale or infer_scale(model, x, omega)
     step = tile - overlap
     rows, cols = _starts(height, tile, step), _starts(width, tile, step)
@@ -185,7 +188,7 @@ def tiled_forward(
         for top, wy in zip(rows, row_windows, strict=True):
             for left, wx in zip(cols, col_windows, strict=True):
                 tile_omega = _crop_omega(omega, top, left, th, tw)
-                y = model(x[..., top : top + th, left : left + tw], omega=tile_omega)
+                y = model(network_input(model, x[..., top : top + th, left : left + tw]), omega=tile_omega)
                 if out is None:
                     out = torch.zeros(
                         *y.shape[:2], height * scale, width * scale, device=x.device, dtype=y.dtype

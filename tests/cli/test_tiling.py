@@ -64,12 +64,12 @@ def test_bad_tile_settings() -> None:
 
 
 def test_convolutional_networks_run_channels_last_with_the_same_result() -> None:
-    """fast_layout: channels-last for conv-only networks on the CPU, as given when there is a Linear."""
-    from tunify.inference import fast_layout
+    """network_input: a copy, channels-last for conv-only networks on the CPU, as given when there is a Linear."""
+    from tunify.inference import network_input
 
     convnet = _tunable(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1)))
     x = torch.rand(2, 3, 20, 24)
-    assert fast_layout(convnet, x).is_contiguous(memory_format=torch.channels_last)
+    assert network_input(convnet, x).is_contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         expected = convnet(x, omega=torch.tensor([0.3, 0.7]))
     y = tiled_forward(convnet, x, torch.tensor([0.3, 0.7]), tile=16, overlap=4, progress=False)
@@ -84,9 +84,11 @@ def test_convolutional_networks_run_channels_last_with_the_same_result() -> None
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.mix(self.conv(x).movedim(1, -1)).movedim(-1, 1)
 
-    assert fast_layout(WithLinear(), x) is x
+    copy = network_input(WithLinear(), x)
+    assert copy.is_contiguous() and copy.data_ptr() != x.data_ptr()
+    torch.testing.assert_close(copy, x, atol=0, rtol=0)
     single = x[0]
-    assert fast_layout(convnet, single) is single  # not an image batch
+    assert network_input(convnet, single).is_contiguous()  # not an image batch: a plain copy
 
 
 def test_a_greyscale_network_runs_colour_images_channel_by_channel(tmp_path) -> None:
@@ -136,3 +138,28 @@ def test_a_greyscale_network_runs_colour_images_channel_by_channel(tmp_path) -> 
                 0, : pixels.shape[0]
             ]
         assert (written - expected.clamp(0, 1)).abs().max() <= 1 / 255 + 1e-6
+
+
+class _ScalesItsInput(nn.Module):
+    """Writes into its input, as spandrel's RCAN does (``x *= rgb_range``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x *= 255.0
+        return self.conv(x) / 255.0
+
+
+def test_a_network_that_writes_into_its_input_tiles_as_it_runs_whole() -> None:
+    """Each tile was a view of the picture: the network scaled the overlap that the next tile then read
+    (RCAN's tiled output was 1e9 off); the probes of the scale and the colour mode did the same."""
+    tmodel = _tunable(_ScalesItsInput())
+    x, omega = torch.rand(1, 3, 40, 40), torch.tensor([0.3, 0.7])
+    before = x.clone()
+    with torch.inference_mode():
+        whole = tmodel(x.clone(), omega=omega)
+    tiled = tiled_forward(tmodel, x, omega, tile=16, overlap=8, progress=False)
+    torch.testing.assert_close(tiled, whole, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(x, before, atol=0, rtol=0)

@@ -138,3 +138,13 @@ def test_psnr_eta_with_blur_keeps_the_noise_not_the_blur(tmp_path: Path) -> None
     assert row["psnr_eta"] > 60  # equal to the target up to 8-bit rounding
     blurred_target = item["clean"] + 0.9 * (item["input"] - item["clean"])
     assert psnr(sharp_noisy.clamp(0, 1), blurred_target.clamp(0, 1)).item() < 40  # the old target differs
+
+
+def test_a_network_that_writes_into_its_input_is_scored_on_the_input_at_every_omega(
+    tiny_set: ImageFolderEval,
+) -> None:
+    from tests.cli.test_tiling import _ScalesItsInput, _tunable
+
+    tmodel = _tunable(_ScalesItsInput())
+    rows = sweep(tmodel, tiny_set, omegas=[[0.2, 0.8], [0.2, 0.8]], progress=False)  # the same ω twice
+    assert rows[0]["psnr"] == pytest.approx(rows[1]["psnr"], abs=1e-9)

@@ -25,7 +25,7 @@ from ..convert import TunableModel
 from ..data import ImageReadError, read_image, to_uint8
 from ..evaluate import noise_preservation_target, psnr, psnr_eta
 from ..hub import build_config, embedded_model_dir, from_pretrained
-from ..inference import fast_layout, for_images, infer_scale, tiled_forward
+from ..inference import for_images, infer_scale, network_input, tiled_forward
 from .controls import OmegaControls
 from .spatial import omega_map, resize_mask
 from .synthetic import SyntheticDegradation
@@ -188,7 +188,7 @@ class Tuner:
         fast = self.preview_precision == "bfloat16"
         try:
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
-                return self.runner(fast_layout(self.runner, x), omega=omega).float().contiguous()
+                return self.runner(network_input(self.runner, x), omega=omega).float().contiguous()
         except ValueError as error:  # ω the model refuses (range, shape)
             raise AppError(str(error)) from None
         except RuntimeError as error:  # a picture the network cannot take (smaller than its padding, …)

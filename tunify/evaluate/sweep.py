@@ -146,7 +146,8 @@ def sweep(
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     lpips_metric = _make_lpips(lpips, device)
-    run = forward if forward is not None else (lambda x, o: model(x, omega=o))
+    # x is scored at every ω: each call gets a copy, for networks that write into their input (RCAN)
+    run = forward if forward is not None else (lambda x, o: model(x.clone(), omega=o))
     was_training = isinstance(model, nn.Module) and model.training
     if isinstance(model, nn.Module):
         model.eval()
