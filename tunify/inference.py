@@ -4,7 +4,8 @@ Whole high-resolution images do not fit in memory for SwinIR/NAFNet-sized networ
 padding at its borders, so its outputs near a border differ from the untiled result; the window gives those
 pixels weight 0 (a margin of a quarter of the overlap) and ramps with a raised cosine over the middle of the
 overlap, so for a network whose receptive-field radius fits in the margin the blend equals the untiled output.
-An ω map (one ω per pixel) is cut into the same tiles as the image.
+The overlap is measured for the network by default (:func:`auto_overlap`). An ω map (one ω per pixel) is
+cut into the same tiles as the image.
 """
 
 from __future__ import annotations
@@ -107,6 +108,46 @@ def infer_scale(model: Any, x: Tensor, omega: Tensor, probe: int = 16) -> int:
     return int(scale)
 
 
+INFLUENCE_TOLERANCE = 1e-3
+"""A change of the output below this (a quarter of an 8-bit level) counts as none when measuring how far
+a network's output depends on its input (:func:`influence_radius`)."""
+
+
+def influence_radius(model: Any, x: Tensor, omega: Tensor, size: int = 128, scale: int = 1) -> int | None:
+    """How many input pixels away a change of the picture still moves the output (by more than
+    :data:`INFLUENCE_TOLERANCE`): measured on a ``size`` × ``size`` crop of ``x`` whose left half is
+    replaced by noise, as the largest distance right of that half at which the output changed. This is
+    the part of the theoretical receptive field that matters for a trained network (a 20-layer DnCNN: 14
+    to 20 of its 20 pixels). None when the change reaches across the whole crop: global pooling or
+    attention, which no tiling reproduces exactly. ``scale`` is the network's output/input size ratio."""
+    crop = x[:1, :, :size, :size].clone()
+    half = crop.shape[-1] // 2
+    changed = crop.clone()
+    changed[..., :half] = torch.rand(changed[..., :half].shape, generator=torch.Generator().manual_seed(0))
+    omega = _crop_omega(omega[:1] if omega.ndim in (2, 4) else omega, 0, 0, *crop.shape[-2:])
+    with torch.inference_mode():
+        difference = (model(crop, omega=omega) - model(changed, omega=omega)).abs()
+    columns = (
+        difference.flatten(0, -2).amax(dim=0)[half * scale :] > INFLUENCE_TOLERANCE
+    )  # right of the change
+    if not columns.any():
+        return 0
+    reach = int(columns.nonzero().max()) + 1
+    return None if reach == columns.numel() else math.ceil(reach / scale)
+
+
+def auto_overlap(model: Any, x: Tensor, omega: Tensor, tile: int, scale: int | None = None) -> int:
+    """The overlap that makes :func:`tiled_forward` seamless for ``model``: 4× its influence radius (the
+    blend gives the outer quarter of an overlap no weight), a multiple of 8, at most ``tile`` / 2. A
+    network whose every pixel depends on the whole picture gets ``tile`` / 4 (the seams there are small,
+    never zero)."""
+    scale = scale or infer_scale(model, x, omega)
+    radius = influence_radius(model, x, omega, size=max(16, min(tile // 4, *x.shape[-2:])), scale=scale)
+    if radius is None:
+        return tile // 4
+    return min(tile // 2, 8 * math.ceil(4 * radius / 8))
+
+
 class PerChannel(nn.Module):
     """A greyscale network (one input channel) on colour images: each channel runs as a greyscale image of
     its own, so a colour photo keeps its colour; an image whose channels are equal (a grey picture read as
@@ -154,7 +195,7 @@ def tiled_forward(
     omega: Tensor,
     *,
     tile: int = 512,
-    overlap: int = 32,
+    overlap: int | str = "auto",
     scale: int | None = None,
     progress: bool = True,
 ) -> Tensor:
@@ -163,19 +204,25 @@ def tiled_forward(
     ``omega`` is (p,), (B, p), or a map (p, H, W) / (B, p, H, W) of the image's size.
 
     ``scale`` is the output/input size ratio (SR networks); inferred with a probe when None. Images no
-    larger than ``tile`` run in one call. The overlap should be at least 4× the network's receptive-field
-    radius for seamless (exact) results.
+    larger than ``tile`` run in one call. ``overlap`` (pixels) should be at least 4× the network's
+    receptive-field radius for seamless (exact) results; ``"auto"`` measures it (:func:`auto_overlap`).
     """
     if x.ndim != 4:
         raise ValueError(f"expected an image batch (B, C, H, W), got shape {tuple(x.shape)}")
-    if tile < 8 or not 0 <= overlap <= tile // 2:
-        raise ValueError(f"need tile >= 8 and 0 <= overlap <= tile/2, got tile={tile}, overlap={overlap}")
+    if (overlap != "auto" and not isinstance(overlap, int)) or tile < 8:
+        raise ValueError(
+            f"need tile >= 8 and an overlap in pixels or 'auto', got tile={tile}, overlap={overlap!r}"
+        )
+    if isinstance(overlap, int) and not 0 <= overlap <= tile // 2:
+        raise ValueError(f"need 0 <= overlap <= tile/2, got tile={tile}, overlap={overlap}")
     omega = torch.as_tensor(omega, dtype=torch.float32, device=x.device)
     height, width = x.shape[-2:]
     if height <= tile and width <= tile:
         with torch.inference_mode():
             return model(network_input(model, x), omega=omega).contiguous()
     scale = scale or infer_scale(model, x, omega)
+    if overlap == "auto":
+        overlap = auto_overlap(model, x, omega, tile, scale)
     step = tile - overlap
     rows, cols = _starts(height, tile, step), _starts(width, tile, step)
     out: Tensor | None = None

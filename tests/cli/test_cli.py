@@ -64,7 +64,12 @@ def test_apply_writes_image(
     assert main([*argv, "--tile", "24", "--overlap", "12", "--no-progress"]) == 0
     a, b = (torch.tensor(np.array(Image.open(p))).int() for p in (out, tiled))
     assert (a - b).abs().max() <= 1  # tiles blend to the same image (up to 8-bit rounding)
+    assert main([*argv, "--tile", "24", "--no-progress"]) == 0  # the overlap measured ('auto')
+    b = torch.tensor(np.array(Image.open(tiled))).int()
+    assert (a - b).abs().max() <= 1
     assert "wrote" in capsys.readouterr().out
+    for bad, why in [("-3", "must be >= 0"), ("wide", "a number of pixels or 'auto'")]:
+        assert why in _error(capsys, [*argv, "--overlap", bad])
 
 
 def test_apply_carries_transparency_over(model_dir: Path, image: Path, tmp_path: Path) -> None:

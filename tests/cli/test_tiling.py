@@ -163,3 +163,56 @@ def test_a_network_that_writes_into_its_input_tiles_as_it_runs_whole() -> None:
     tiled = tiled_forward(tmodel, x, omega, tile=16, overlap=8, progress=False)
     torch.testing.assert_close(tiled, whole, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(x, before, atol=0, rtol=0)
+
+
+def _deep(layers: int, upscale: int = 1) -> tunify.TunableModel:
+    """3×3 convolutions that each move the picture one pixel right (plus small random taps), so the output
+    depends on inputs exactly ``layers`` pixels away, at full strength: a known receptive-field radius."""
+    torch.manual_seed(0)
+    convs: list[nn.Module] = []
+    for i in range(layers):
+        out = 3 * upscale**2 if i == layers - 1 else 3
+        conv = nn.Conv2d(3, out, 3, padding=1)
+        with torch.no_grad():
+            conv.weight.mul_(0.1)
+            conv.weight[:, :, 1, 0] += torch.eye(3).repeat_interleave(out // 3, dim=0)
+        convs.append(conv)
+    return _tunable(nn.Sequential(*convs, nn.PixelShuffle(upscale)))
+
+
+@pytest.mark.parametrize("upscale", [1, 2])
+def test_influence_radius_is_the_receptive_field_of_a_conv_stack(upscale: int) -> None:
+    from tunify.inference import auto_overlap, influence_radius
+
+    x, omega = torch.rand(1, 3, 64, 64), torch.tensor([0.3, 0.7])
+    assert influence_radius(_deep(6, upscale), x, omega, size=48, scale=upscale) == 6  # six 3×3 layers
+    assert auto_overlap(_deep(6, upscale), x, omega, tile=128) == 24
+    assert auto_overlap(_deep(6, upscale), x, omega, tile=32) == 16  # at most half the tile
+
+
+def test_a_network_that_pools_the_whole_image_gets_a_quarter_of_the_tile() -> None:
+    from tunify.inference import auto_overlap, influence_radius
+
+    class Pooled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x) + x.mean(dim=(2, 3), keepdim=True)  # every pixel sees the whole picture
+
+    tmodel, x, omega = _tunable(Pooled()), torch.rand(1, 3, 64, 64), torch.tensor([0.5, 0.5])
+    assert influence_radius(tmodel, x, omega, size=32) is None
+    assert auto_overlap(tmodel, x, omega, tile=64) == 16
+
+
+def test_the_default_overlap_is_measured_and_seamless() -> None:
+    """A fixed 8-pixel overlap (2-pixel margin) leaves seams for a 6-layer network; 'auto' measures 24."""
+    tmodel, omega = _deep(6), torch.tensor([0.3, 0.7])
+    x = torch.rand(1, 3, 90, 150)
+    with torch.no_grad():
+        whole = tmodel(x, omega=omega)
+    fixed = tiled_forward(tmodel, x, omega, tile=64, overlap=8, progress=False)
+    assert (fixed - whole).abs().max() > 1e-2
+    measured = tiled_forward(tmodel, x, omega, tile=64, progress=False)
+    torch.testing.assert_close(measured, whole, atol=1e-5, rtol=0)

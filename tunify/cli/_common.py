@@ -31,6 +31,31 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device to run on (default: cpu)")
 
 
+def _overlap(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give a number of pixels or 'auto', got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def add_tiling_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tile", type=int, default=512, help="tile side in pixels for large images (default 512)"
+    )
+    parser.add_argument(
+        "--overlap",
+        type=_overlap,
+        default="auto",
+        help="overlap between tiles in pixels, or 'auto' (default): measured for the network, so the "
+        "seams are invisible (4x how far its output depends on its input)",
+    )
+
+
 def load_model(args: argparse.Namespace) -> TunableModel:
     """The model named by --model, else the embedded one."""
     return from_pretrained(

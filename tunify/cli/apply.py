@@ -13,6 +13,7 @@ from ..inference import for_images, tiled_forward
 from ._common import (
     UsageError,
     add_model_args,
+    add_tiling_args,
     check_image_output,
     load_image,
     load_model,
@@ -45,12 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-o", "--output", required=True, help="output image path")
     add_model_args(parser)
-    parser.add_argument(
-        "--tile", type=int, default=512, help="tile side in pixels for large images (default 512)"
-    )
-    parser.add_argument(
-        "--overlap", type=int, default=32, help="overlap between tiles in pixels (default 32)"
-    )
+    add_tiling_args(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(run=run)
 

@@ -10,10 +10,11 @@ import torch.nn.functional as F
 
 from ..evaluate import omega_grid, tuning_strip
 from ..evaluate.report import format_omega
-from ..inference import for_images, tiled_forward
+from ..inference import auto_overlap, for_images, tiled_forward
 from ._common import (
     UsageError,
     add_model_args,
+    add_tiling_args,
     check_image_output,
     load_image,
     load_model,
@@ -34,8 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--crop", type=int, default=256, help="center crop side shown in the strip (0: whole image)"
     )
-    parser.add_argument("--tile", type=int, default=512, help="tile side in pixels for large images")
-    parser.add_argument("--overlap", type=int, default=32, help="overlap between tiles in pixels")
+    add_tiling_args(parser)
     parser.set_defaults(run=run)
 
 
@@ -63,9 +63,13 @@ def run(args: argparse.Namespace) -> int:
         omegas = omega_grid(model.p, values).float()
     panels = []
     runner = for_images(model, x, omegas[0])
+    overlap = args.overlap
+    if overlap == "auto" and max(x.shape[-2:]) > args.tile:  # measured once for the whole sweep
+        with network_errors(args.image, x):
+            overlap = auto_overlap(runner, x, omegas[0], args.tile)
     for omega in omegas:
         with network_errors(args.image, x):
-            y = tiled_forward(runner, x, omega, tile=args.tile, overlap=args.overlap, progress=False)
+            y = tiled_forward(runner, x, omega, tile=args.tile, overlap=overlap, progress=False)
         panels.append((y[0].float().cpu(), f"ω={format_omega(omega.tolist())}"))
     shown = (F.interpolate(x, size=panels[0][0].shape[-2:], mode="nearest")[0].cpu(), "input")  # SR: larger
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
