@@ -48,27 +48,40 @@ class _SequenceFirstAttention(nn.Module):
         super().__init__()
         self.attention = nn.MultiheadAttention(8, 2)  # sequence-first: (L, B, E); its masks are (B, S)
 
-    def forward(self, q, kv, key_padding_mask=None, need_weights=True):
-        return self.attention(q, kv, kv, key_padding_mask=key_padding_mask, need_weights=need_weights)
+    def forward(self, q, kv, key_padding_mask=None, need_weights=True, attn_mask=None):
+        return self.attention(
+            q, kv, kv, key_padding_mask=key_padding_mask, need_weights=need_weights, attn_mask=attn_mask
+        )
 
 
+@pytest.mark.parametrize("attn_mask", [None, "2-D", "3-D"])
 @pytest.mark.parametrize("need_weights", [True, False])
 @pytest.mark.parametrize("sizes", [(5, 6, 3), (3, 3, 3)], ids=["L5-S6-B3", "L3-S3-B3"])
-def test_batch_dim_1_splits_padding_masks_and_attention_weights_by_their_own_batch_dimension(
-    sizes: tuple[int, int, int], need_weights: bool
+def test_batch_dim_1_splits_attention_masks_and_weights_by_their_own_batch_dimension(
+    sizes: tuple[int, int, int], need_weights: bool, attn_mask: str | None
 ) -> None:
     """key_padding_mask and the returned weights are batch-first in sequence-first attention: split in
-    dimension 1 they failed, or (S = B) would have been cut along the keys; a None output failed vmap."""
+    dimension 1 they failed, or (S = B) would have been cut along the keys; a 2-D attn_mask is shared, a
+    3-D one holds each sample's heads; a None output failed vmap."""
     torch.manual_seed(0)
     tmodel = spread_copies(tunify.convert(_SequenceFirstAttention().eval(), 2, batch_dim=1), scale=0.5)
     length, keys, batch = sizes
     q, kv, omega = torch.randn(length, batch, 8), torch.randn(keys, batch, 8), torch.rand(batch, 2)
-    mask = torch.zeros(batch, keys, dtype=torch.bool)
-    mask[:, -1] = mask[0, 0] = True
+    padding = torch.zeros(batch, keys)  # float, as the attention masks (mixed types are deprecated)
+    padding[:, -1] = padding[0, 0] = float("-inf")
+    masks = {None: None, "2-D": torch.randn(length, keys), "3-D": torch.randn(batch * 2, length, keys)}
+    mask = masks[attn_mask]
     with torch.no_grad():
-        out, weights = tmodel(q, kv, mask, need_weights, omega=omega)  # the mask passed by position
+        out, weights = tmodel(q, kv, padding, need_weights, mask, omega=omega)  # masks passed by position
         alone = [
-            tmodel(q[:, i : i + 1], kv[:, i : i + 1], mask[i : i + 1], need_weights, omega=omega[i])
+            tmodel(
+                q[:, i : i + 1],
+                kv[:, i : i + 1],
+                padding[i : i + 1],
+                need_weights,
+                mask if mask is None or mask.ndim == 2 else mask[2 * i : 2 * i + 2],
+                omega=omega[i],
+            )
             for i in range(batch)
         ]
     torch.testing.assert_close(out, torch.cat([o for o, _ in alone], dim=1), atol=1e-5, rtol=1e-5)

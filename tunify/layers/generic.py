@@ -70,11 +70,6 @@ def vmap_cannot_run(error: RuntimeError) -> bool:
     return "vmap" in str(error) or "Batching rule not implemented" in str(error)
 
 
-BATCH_FIRST_KWARGS = ("key_padding_mask",)
-"""Keyword endings of tensors PyTorch keeps batch-first even in sequence-first modules
-(``src_key_padding_mask`` …, shape (B, S))."""
-
-
 def _named_arguments(fn: Callable[..., Any] | None, args: tuple, kwargs: dict) -> dict[str, Any]:
     """The call's arguments by parameter name, as far as ``fn``'s signature names them."""
     target = fn.forward if isinstance(fn, nn.Module) else fn  # a module's own call takes (*args, **kwargs)
@@ -84,25 +79,35 @@ def _named_arguments(fn: Callable[..., Any] | None, args: tuple, kwargs: dict) -
         return dict(kwargs)
 
 
+def _mask_dims(named: dict[str, Any], b: int) -> dict[int, int | None]:
+    """PyTorch's attention masks by their names: padding masks (``key_padding_mask``,
+    ``src_key_padding_mask`` …) are (B, S), batch-first even in sequence-first modules; other masks
+    (``attn_mask``, ``src_mask`` …) are shared when 2-D, (B·heads, L, S) sample-major when 3-D."""
+    dims: dict[int, int | None] = {}
+    for name, t in named.items():
+        if not (isinstance(t, Tensor) and name.endswith("mask")):
+            continue
+        per_sample = (name.endswith("key_padding_mask") or t.ndim == 3) and t.shape[0] % b == 0
+        dims[id(t)] = 0 if per_sample else None
+    return dims
+
+
 def _split_dims(
-    fn: Callable[..., Any] | None, args: tuple, kwargs: dict, rows: int, batch_dim: int
+    fn: Callable[..., Any] | None, args: tuple, kwargs: dict, b: int, rows: int, batch_dim: int
 ) -> list[int | None]:
     """For each leaf of the call, the dimension that holds the batch (None: shared by every sample).
 
-    A tensor holds it in ``batch_dim`` where its size there is the batch; in a sequence-first call
-    (``batch_dim`` 1) padding masks hold it in dimension 0 (:data:`BATCH_FIRST_KWARGS`), and so may any
-    tensor without it in ``batch_dim``.
+    A tensor holds it in ``batch_dim`` where its size there is the main input's ``rows``; attention masks
+    follow PyTorch's conventions (:func:`_mask_dims`); in a sequence-first call (``batch_dim`` 1) another
+    tensor may hold it in dimension 0.
     """
-    named = _named_arguments(fn, args, kwargs) if batch_dim else {}
-    batch_first = {
-        id(v) for k, v in named.items() if isinstance(v, Tensor) and k.endswith(BATCH_FIRST_KWARGS)
-    }
+    masks = _mask_dims(_named_arguments(fn, args, kwargs), b)
     dims: list[int | None] = []
     for t in tree_flatten((args, kwargs))[0]:
         if not isinstance(t, Tensor):
             dims.append(None)
-        elif id(t) in batch_first and t.ndim and t.shape[0] == rows:
-            dims.append(0)
+        elif id(t) in masks:
+            dims.append(masks[id(t)])
         elif t.ndim > batch_dim and t.shape[batch_dim] == rows:
             dims.append(batch_dim)
         elif batch_dim and t.ndim and t.shape[0] == rows:
@@ -131,9 +136,9 @@ def _split_samples(
             "rows (a list of images?): give one omega for the whole call, shape (p,)"
         )
     check_rows(omega, rows, where)  # notes B·k rows folded into the batch
-    dims = _split_dims(fn, args, kwargs, rows, batch_dim)
+    dims = _split_dims(fn, args, kwargs, b, rows, batch_dim)
     leaves = [
-        t if d is None else t.movedim(d, 0).unflatten(0, (b, rows // b))
+        t if d is None else t.movedim(d, 0).unflatten(0, (b, t.shape[d] // b))
         for t, d in zip(leaves, dims, strict=True)
     ]
     return leaves, dims, spec
@@ -179,8 +184,9 @@ def vmap_over_samples(
     Inside, every tunable layer sees that sample's ω ((p,), or a (1, p, *S) map) and takes its shared or
     per-pixel path; vmap's batching rules turn the per-sample kernels into grouped convolutions and batched
     matrix products. The main input's dimension ``batch_dim`` (of the first tensor argument) holds B·k rows,
-    sample-major; tensors with the same size there (or, in a sequence-first call, in dimension 0: padding
-    masks) are split per sample (each sample keeps its k rows in that dimension), all others are shared. ``loop=True`` runs the samples one after the other instead, for
+    sample-major; tensors with the same size there (or, in a sequence-first call, in dimension 0; attention
+    masks as PyTorch lays them out) are split per sample (each sample keeps its rows in that dimension),
+    all others are shared. ``loop=True`` runs the samples one after the other instead, for
     code that vmap cannot run (reading ``.data`` in forward); so does ``torch.autocast``, which does not reach
     inside vmap (its convolutions would meet bfloat16 inputs with float32 kernels).
     """
