@@ -83,8 +83,8 @@ class TunableModel(nn.Module):
         compiled = (
             torch.compiler.is_compiling() and not torch.compiler.is_exporting()
         )  # (export: eager first)
-        if varies and compiled and not self._rows_checked:
-            self._check_rows_eagerly(omega, args, kwargs)
+        if varies and compiled and not self._rows_checked:  # (disable: a graph break, the check runs eagerly)
+            torch.compiler.disable(self._check_rows_eagerly)(omega, args, kwargs)
         if not (varies and self._vmap_per_sample):
             try:
                 with use_omega(omega):
@@ -105,7 +105,6 @@ class TunableModel(nn.Module):
                 self._vmap_per_sample = True
         return self._sample_by_sample(omega, args, kwargs, batch_dim)
 
-    @torch.compiler.disable
     def _check_rows_eagerly(self, omega: Tensor, args: tuple, kwargs: dict) -> None:
         """The per-sample layout check of the first compiled per-sample call, run outside the graph (it
         hooks layers and compares real values): one eager call, and the check itself if rows were folded."""
