@@ -353,3 +353,15 @@ def test_output_into_a_closed_pipe_stops_quietly(
         monkeypatch.setattr("sys.stdout", pipe)
         assert main(["info", str(model_dir)]) == 141
     assert capsys.readouterr().err == ""
+
+
+def test_the_command_line_starts_without_heavy_imports() -> None:
+    """Every command pays for what `import tunify.cli` loads: torch._dynamo (a `torch.compiler.disable`
+    decorator) added a second; timm, spandrel, gradio and onnx load inside the commands that use them."""
+    import subprocess
+    import sys
+
+    heavy = ["torch._dynamo", "timm", "spandrel", "gradio", "onnx"]
+    code = f"import sys, tunify.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
