@@ -22,17 +22,21 @@ def network_input(model: Any, x: Tensor) -> Tensor:
     """A copy of ``x`` for ``model`` to run on, in the memory layout it runs fastest in.
 
     A copy, because some networks overwrite their input (spandrel's RCAN scales it in place), which must
-    reach neither the caller's picture nor a neighbouring tile. Channels-last for purely convolutional
-    networks on the CPU (oneDNN's convolutions take ~30 % less time in it: DnCNN at 512², NAFNet); networks
-    with linear or attention layers gain nothing from it.
+    reach neither the caller's picture nor a neighbouring tile.
     """
+    return x.clone(memory_format=_fastest_format(model, x))
+
+
+def _fastest_format(model: Any, x: Tensor) -> torch.memory_format:
+    """Channels-last for purely convolutional networks on the CPU (oneDNN's convolutions take ~30 % less
+    time in it: DnCNN at 512², NAFNet); networks with linear or attention layers gain nothing from it."""
     if x.ndim != 4 or x.device.type != "cpu" or not isinstance(model, nn.Module):
-        return x.clone()
+        return torch.contiguous_format
     modules = [(name.rpartition(".")[2], m) for name, m in model.named_modules()]
     convolutional = any(isinstance(m, nn.Conv2d) for _, m in modules) and not any(
         isinstance(m, nn.Linear | nn.MultiheadAttention) and name != "phi" for name, m in modules
     )  # (a tunable layer's φ is a small Linear of its own: not the network's)
-    return x.clone(memory_format=torch.channels_last if convolutional else torch.contiguous_format)
+    return torch.channels_last if convolutional else torch.contiguous_format
 
 
 def _starts(length: int, tile: int, step: int) -> list[int]:
@@ -229,13 +233,15 @@ def tiled_forward(
     weight = torch.zeros(1, 1, height * scale, width * scale, device=x.device)
     bar = tqdm(total=len(rows) * len(cols), desc="tiles", unit="tile", disable=not progress, leave=False)
     th, tw = min(tile, height), min(tile, width)
+    layout = _fastest_format(model, x)  # each tile a copy in it (see network_input)
     row_windows = _axis_windows(rows, th, scale, x.device)
     col_windows = _axis_windows(cols, tw, scale, x.device)
     with torch.inference_mode():
         for top, wy in zip(rows, row_windows, strict=True):
             for left, wx in zip(cols, col_windows, strict=True):
                 tile_omega = _crop_omega(omega, top, left, th, tw)
-                y = model(network_input(model, x[..., top : top + th, left : left + tw]), omega=tile_omega)
+                tile_x = x[..., top : top + th, left : left + tw].clone(memory_format=layout)
+                y = model(tile_x, omega=tile_omega)
                 if out is None:
                     out = torch.zeros(
                         *y.shape[:2], height * scale, width * scale, device=x.device, dtype=y.dtype

@@ -80,10 +80,10 @@ class TunableModel(nn.Module):
             omega = omega.expand(batch, *omega.shape[1:])
         if varies and batch_dim != 0:  # the layers take the batch in dimension 0: run sample by sample
             return self._sample_by_sample(omega, args, kwargs, batch_dim)
-        compiled = (
-            torch.compiler.is_compiling() and not torch.compiler.is_exporting()
-        )  # (export: eager first)
-        if varies and compiled and not self._rows_checked:  # (disable: a graph break, the check runs eagerly)
+        # compiled: the first per-sample call checks the layout outside the graph (disable: a graph break);
+        # exported: tunify.export makes an eager call before its trace
+        compiled = torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+        if varies and compiled and not self._rows_checked:
             torch.compiler.disable(self._check_rows_eagerly)(omega, args, kwargs)
         if not (varies and self._vmap_per_sample):
             try:

@@ -101,9 +101,11 @@ def _split_dims(
     follow PyTorch's conventions (:func:`_mask_dims`); in a sequence-first call (``batch_dim`` 1) another
     tensor may hold it in dimension 0.
     """
-    masks = _mask_dims(_named_arguments(fn, args, kwargs), b)
+    leaves = tree_flatten((args, kwargs))[0]
+    several = sum(isinstance(t, Tensor) for t in leaves) > 1  # masks come beside an input
+    masks = _mask_dims(_named_arguments(fn, args, kwargs), b) if several else {}
     dims: list[int | None] = []
-    for t in tree_flatten((args, kwargs))[0]:
+    for t in leaves:
         if not isinstance(t, Tensor):
             dims.append(None)
         elif id(t) in masks:

@@ -243,7 +243,6 @@ def _bare_stack_spec(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], di
     if weights is None:
         return None
     (width, first), last = weights[0].shape[:2], weights[-1].shape[0]
-    kwargs: dict[str, Any]
     if first == last and first in (1, 3):
         kwargs = {"in_nc": first, "out_nc": first, "nc": width, "nb": len(weights), "act_mode": "R"}
         spec = {"architecture": "DnCNN", "kwargs": {**kwargs, "mode": "DnCNN"}}
