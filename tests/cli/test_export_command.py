@@ -72,11 +72,11 @@ def test_export_errors_are_one_line(
     assert not Path(out).exists()
 
 
-def test_batch_sets_the_trace_batch(
+def test_batch_and_size_set_the_trace_example(
     saved, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Networks whose own code fixes the batch (HAT, DAT, …) keep the trace's: an app running one image at
-    a time exports with --batch 1."""
+    a time exports with --batch 1. A network that takes one size only is traced at --size."""
     _, folder = saved
     seen = []
     monkeypatch.setattr(
@@ -84,7 +84,11 @@ def test_batch_sets_the_trace_batch(
     )
     assert main(["export", str(folder), "-o", str(tmp_path / "m.pt2"), "--batch", "1"]) == 0
     assert main(["export", str(folder), "-o", str(tmp_path / "m.pt2")]) == 0
-    assert [tuple(x.shape[:2]) for x in seen] == [(1, 3), (2, 3)]
+    assert main(["export", str(folder), "-o", str(tmp_path / "m.pt2"), "--size", "24,40"]) == 0
+    assert main(["export", str(folder), "-o", str(tmp_path / "m.pt2"), "--size", "32"]) == 0
+    assert [tuple(x.shape) for x in seen] == [(1, 3, 67, 61), (2, 3, 67, 61), (2, 3, 24, 40), (2, 3, 32, 32)]
+    for bad in ("0,4", "4,4,4", "a,b"):
+        assert "expected H,W" in _error(capsys, ["export", str(folder), "-o", "m.pt2", "--size", bad])
     assert "--batch must be at least 1" in _error(
         capsys, ["export", str(folder), "-o", "m.pt2", "--batch", "0"]
     )

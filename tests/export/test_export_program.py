@@ -200,3 +200,40 @@ def test_a_model_exported_with_live_omega_can_be_copied_baked_and_exported_again
         torch.testing.assert_close(
             program.module()(x), tmodel(x, omega=torch.tensor(OMEGAS[0])), atol=1e-5, rtol=1e-4
         )
+
+
+class _FixedSize(nn.Module):
+    """A network that takes one input size only (a ViT's patch embedding), stating it as timm does when
+    ``img_size`` is set."""
+
+    def __init__(self, img_size: int | None) -> None:
+        super().__init__()
+        if img_size is not None:
+            self.img_size = img_size
+        self.conv = nn.Conv2d(3, 4, 4, stride=4)
+        self.head = nn.Linear(4 * 4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[-2:] == (16, 16), f"Input size {tuple(x.shape[-2:])} doesn't match model (16, 16)"
+        return self.head(self.conv(x).mean(1).flatten(1))
+
+
+def test_a_network_of_one_input_size_is_traced_at_the_size_it_states(tmp_path: Path) -> None:
+    tmodel = spread_copies(tunify.convert(_FixedSize(16), p=P)).eval()
+    with pytest.warns(UserWarning, match=r"fixes x dim 2 = 16, x dim 3 = 16"):
+        path = tunify.export(tmodel, tmp_path / "m.pt2")
+    x, omega = torch.rand(3, 3, 16, 16), torch.tensor(OMEGAS[2])
+    with torch.no_grad():
+        torch.testing.assert_close(torch.export.load(path).module()(x, omega), tmodel(x, omega=omega))
+
+
+def test_a_network_that_runs_on_no_example_names_the_sizes_and_its_error(tmp_path: Path) -> None:
+    tmodel = tunify.convert(_FixedSize(None), p=P)
+    message = (
+        r"runs on none of the example inputs tried \(\(1, 3, 67, 61\)\).*doesn't match model.*--size H,W"
+    )
+    with pytest.raises(ValueError, match=message):
+        tunify.export(tmodel, tmp_path / "m.pt2")
+    assert not (tmp_path / "m.pt2").exists()
+    path = tunify.export(tmodel, tmp_path / "m.pt2", example=torch.rand(2, 3, 16, 16))
+    assert path.exists()

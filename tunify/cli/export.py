@@ -44,10 +44,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="batch size of the trace (default 2): a network whose code fixes its batch (HAT, DAT, …) keeps "
         "this one; 1 fixes the batch of any network (torch.export takes a size of 1 as fixed)",
     )
+    parser.add_argument(
+        "--size",
+        type=_size,
+        metavar="H,W",
+        help="spatial size of the traced example (default 67,61, or the size the network states); for a "
+        "network that takes one size only",
+    )
     parser.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit) of MODEL")
     parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only")
     parser.set_defaults(run=run, device="cpu")
+
+
+def _size(text: str) -> tuple[int, ...]:
+    """``H,W`` (or one number for a square) as a tuple of positive ints."""
+    try:
+        size = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        size = ()
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected H,W (positive integers), got {text!r}")
+    return size
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     omega = None
     if args.omega is not None:
         omega = parse_omega(args.omega, tmodel.p, tmodel.config.allow_extrapolation)
+    example = example_input(tmodel, args.batch, args.size)
     try:
         path = export(
             tmodel,
@@ -69,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             mix=args.mix,
             spatial=args.spatial,
             opset=args.opset,
-            example=example_input(tmodel, args.batch),
+            example=example,
         )
     except MissingDependencyError as error:
         raise UsageError(str(error)) from None

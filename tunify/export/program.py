@@ -63,43 +63,75 @@ class OmegaInput(nn.Module):
         return self.tmodel(x, omega=omega)
 
 
-def example_input(tmodel: TunableModel, batch: int = EXAMPLE_BATCH) -> Tensor:
-    """A (batch, C, 67, 61) input the network runs on.
+def example_input(
+    tmodel: TunableModel, batch: int = EXAMPLE_BATCH, size: tuple[int, ...] | None = None
+) -> Tensor:
+    """A (batch, C, 67, 61) input the network runs on, or of ``size`` when given.
 
     C is the network's own ``in_channels`` or its first layer's; a network that begins by folding pixel
-    blocks into channels (Real-ESRGAN ×2, 2×2 blocks) takes a quarter or a sixteenth of that layer's:
-    whichever of those the network runs on (tried at batch 1 when there is a choice).
+    blocks into channels (Real-ESRGAN ×2, 2×2 blocks) takes a quarter or a sixteenth of that layer's. A
+    network that takes one size only (a timm ViT) gets the size it states (``img_size``, timm's
+    ``pretrained_cfg``). The first of those the network runs on (at batch 1) is the example.
+
+    Raises:
+        ValueError: the network runs on none of them, naming the sizes tried and the network's error.
     """
+    model = tmodel.base_model
     first = next(
-        (
-            m.in_channels
-            for m in tmodel.base_model.modules()
-            if isinstance(getattr(m, "in_channels", None), int)
-        ),
+        (m.in_channels for m in model.modules() if isinstance(getattr(m, "in_channels", None), int)),
         None,
     )
     if first is None:
         raise ValueError(
-            f"cannot tell the input channels of {type(tmodel.base_model).__name__} (no layer with in_channels): "
+            f"cannot tell the input channels of {type(model).__name__} (no layer with in_channels): "
             "pass example=, a batch of the input the network takes"
         )
-    candidates = [first] + [first // f for f in (4, 16) if first % f == 0]
-    for channels in candidates[:-1]:
-        if _runs(tmodel, torch.rand(1, channels, *EXAMPLE_SIZE)):
-            break
-    else:
-        channels = candidates[-1]  # the last candidate: the export reports what fails
-    return torch.rand(batch, channels, *EXAMPLE_SIZE)
+    channels = [first] + [first // f for f in (4, 16) if first % f == 0]
+    sizes = [tuple(size)] if size is not None else list(dict.fromkeys([EXAMPLE_SIZE, *_stated_sizes(model)]))
+    errors = []
+    for spatial in sizes:
+        for c in channels:
+            error = _error_running(tmodel, torch.rand(1, c, *spatial))
+            if error is None:
+                return torch.rand(batch, c, *spatial)
+            errors.append(error)
+    first_line = (str(errors[0]).strip().splitlines() or [""])[0]
+    tried = ", ".join(f"(1, {c}, {', '.join(map(str, s))})" for s in sizes for c in channels)
+    raise ValueError(
+        f"{type(model).__name__} runs on none of the example inputs tried ({tried}); the first failed with "
+        f"{type(errors[0]).__name__}: {first_line}. Pass example=, a batch of the input the network takes "
+        "(tunify export: --size H,W)"
+    ) from errors[0]
 
 
-def _runs(tmodel: TunableModel, x: Tensor) -> bool:
+def _stated_sizes(model: nn.Module) -> list[tuple[int, int]]:
+    """The input sizes a network states: ``img_size`` of it or its modules (timm's patch embeddings,
+    SwinIR), then timm's ``pretrained_cfg["input_size"]``."""
+    stated = [getattr(m, "img_size", None) for m in model.modules()]
+    cfg = getattr(model, "pretrained_cfg", None)
+    if isinstance(cfg, dict) and isinstance(cfg.get("input_size"), (tuple, list)):
+        stated.append(tuple(cfg["input_size"][1:]))
+    sizes = []
+    for size in stated:
+        size = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
+        if (
+            isinstance(size, (tuple, list))
+            and len(size) == 2
+            and all(isinstance(s, int) and s > 0 for s in size)
+        ):
+            sizes.append((int(size[0]), int(size[1])))
+    return sizes
+
+
+def _error_running(tmodel: TunableModel, x: Tensor) -> Exception | None:
+    """What the network raises on ``x`` at a shared ω (None when it runs): a probe, so any error counts."""
     omega = torch.full((tmodel.p,), 1 / tmodel.p)
     try:
-        with evaluating(tmodel), torch.no_grad():
+        with _remembered_omega_kept(tmodel), evaluating(tmodel), torch.no_grad():
             tmodel(x, omega=omega)
-    except RuntimeError:
-        return False
-    return True
+    except Exception as error:  # the network's own code decides what a wrong input raises
+        return error
+    return None
 
 
 def example_omega(tmodel: TunableModel, x: Tensor, mix: str, spatial: bool) -> Tensor:
@@ -116,23 +148,29 @@ def _dynamic(x: Tensor) -> dict[int, Any]:
 
 
 @contextmanager
-def _tracing(tmodel: TunableModel) -> Iterator[None]:
-    """Eval mode, the export stand-ins, and each layer's remembered ω put back after the trace.
+def _remembered_omega_kept(tmodel: TunableModel) -> Iterator[None]:
+    """Each layer's remembered ω put back afterwards.
 
-    Tunable layers remember the ω of their last call (for gradient checkpointing); during a trace that is
-    a symbolic tensor, which must not outlive the trace.
+    Tunable layers remember the ω of their last call (for gradient checkpointing); a probe's or a trace's
+    (a symbolic tensor) must not outlive it.
     """
     remembered = {m: m.__dict__["_last_omega"] for m in tmodel.modules() if "_last_omega" in m.__dict__}
     try:
-        with evaluating(tmodel), export_friendly(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*assigned during export.*")
-            yield
+        yield
     finally:
         for m in tmodel.modules():
             if m in remembered:
                 m._last_omega = remembered[m]
             else:
                 m.__dict__.pop("_last_omega", None)
+
+
+@contextmanager
+def _tracing(tmodel: TunableModel) -> Iterator[None]:
+    """Eval mode, the export stand-ins, and each layer's remembered ω put back after the trace."""
+    with _remembered_omega_kept(tmodel), evaluating(tmodel), export_friendly(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*assigned during export.*")
+        yield
 
 
 def static_dims(program: ExportedProgram, dynamic: dict[str, dict[int, Any]]) -> list[str]:
