@@ -165,7 +165,7 @@ def test_bad_input_shows_an_error_and_the_server_keeps_serving(
     toast(page, "notes.png is not an image")
     page.fill("#typed textarea, #typed input", "1.5,-0.5")
     page.press("#typed textarea, #typed input", "Enter")
-    toast(page, "must lie in [0, 1]")
+    toast(page, "typed ω values must lie in [0, 1]")  # the field, not the command line's --omega
     page.fill("#model textarea, #model input", str(tmp_path / "no-model"))
     page.click("#load")
     toast(page, "cannot load the model")

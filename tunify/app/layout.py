@@ -229,7 +229,9 @@ def build_app(tuner: Tuner, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
         @_shown
         def typed_omega(text: str, name: str) -> list[Any]:
             tuner = models.get(name)
-            omega = parse_omega(text.strip(), tuner.controls.p, tuner.model.config.allow_extrapolation)
+            omega = parse_omega(
+                text.strip(), tuner.controls.p, tuner.model.config.allow_extrapolation, name="typed ω"
+            )
             return [gr.update(value=round(v, 4)) for v in tuner.controls.values_for(omega.tolist())] + [
                 gr.update()
             ] * (MAX_SLIDERS - len(tuner.controls.sliders()))

@@ -66,22 +66,23 @@ def load_model(args: argparse.Namespace) -> TunableModel:
     )
 
 
-def parse_omega(text: str, p: int, allow_extrapolation: bool = False) -> torch.Tensor:
-    """``"0.3,0.7"`` -> tensor (p,), with errors that say what was expected."""
+def parse_omega(text: str, p: int, allow_extrapolation: bool = False, name: str = "--omega") -> torch.Tensor:
+    """``"0.3,0.7"`` -> tensor (p,), with errors that say what was expected (``name``: what the user typed
+    into, the option or the app's field)."""
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
-        raise UsageError(f"--omega must be {p} comma-separated numbers, got {text!r}") from None
+        raise UsageError(f"{name} must be {p} comma-separated numbers, got {text!r}") from None
     if any(math.isnan(v) for v in values):
-        raise UsageError(f"--omega contains NaN ({text}): give {p} numbers in [0, 1]")
+        raise UsageError(f"{name} contains NaN ({text}): give {p} numbers in [0, 1]")
     if any(math.isinf(v) for v in values):
-        raise UsageError(f"--omega contains an infinite value ({text}): give {p} numbers in [0, 1]")
+        raise UsageError(f"{name} contains an infinite value ({text}): give {p} numbers in [0, 1]")
     if len(values) != p:
         raise UsageError(
-            f"--omega has {len(values)} value(s) but the model has p = {p}: give {p}, e.g. {','.join(['0.5'] * p)}"
+            f"{name} has {len(values)} value(s) but the model has p = {p}: give {p}, e.g. {','.join(['0.5'] * p)}"
         )
     if not allow_extrapolation and any(not 0.0 <= v <= 1.0 for v in values):
-        raise UsageError(f"--omega values must lie in [0, 1], got {text}")
+        raise UsageError(f"{name} values must lie in [0, 1], got {text}")
     return torch.tensor(values)
 
 
