@@ -259,6 +259,8 @@ def test_bake_records_omega_and_source_and_info_reads_it(
         (["info", "{image}"], "is a file"),
         (["convert", "{missing}", "-o", "d"], "no such file"),
         (["apply", "{image}", "-o", "x.png", "--frobnicate"], "unrecognized arguments"),
+        (["apply", "{image}", "-o", "x.png", "--device", "gpu0"], "unknown device 'gpu0'"),
+        (["sweep", "{image}", "-o", "s.png", "--device", "cuda:7"], "cuda:7: this machine has"),
         (["nonsense"], "invalid choice"),
     ],
 )

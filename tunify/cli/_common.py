@@ -28,7 +28,29 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit) of --model")
     parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only")
-    parser.add_argument("--device", default="cpu", help="torch device to run on (default: cpu)")
+    parser.add_argument(
+        "--device", type=device_arg, default="cpu", help="torch device to run on (default: cpu)"
+    )
+
+
+def device_arg(text: str) -> str:
+    """A torch device this machine has: ``--device cuda`` without a GPU is a one-line usage error, not a
+    failure deep inside the first ``.to()``."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"unknown device {text!r} (e.g. cpu, cuda, cuda:1, mps)") from None
+    backend = getattr(torch, device.type, None)  # torch.cuda, torch.mps, torch.xpu …
+    if device.type == "cpu" or not hasattr(backend, "is_available"):
+        return text
+    if not backend.is_available():
+        raise argparse.ArgumentTypeError(
+            f"{text}: this machine has no {device.type} device (torch.{device.type}.is_available() is False)"
+        )
+    count = backend.device_count() if hasattr(backend, "device_count") else None
+    if device.index is not None and count is not None and device.index >= count:
+        raise argparse.ArgumentTypeError(f"{text}: this machine has {count} {device.type} device(s)")
+    return text
 
 
 def _overlap(text: str) -> int | str:
