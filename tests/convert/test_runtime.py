@@ -54,6 +54,36 @@ def test_gradient_checkpointing_matches_and_reaches_every_copy() -> None:
     assert any(".source." in n for n in with_checkpoint) and any(".phi." in n for n in with_checkpoint)
 
 
+def test_checkpointed_forwards_at_two_omegas_before_one_backward_are_refused_not_mixed_up() -> None:
+    """Both segments would be recomputed at the last ω: wrong gradients, silently. Calls at the same ω, and
+    a graph kept from a step already backpropagated, are recomputed right."""
+    tmodel = tunable_net().train()
+    x, w1, w2 = torch.randn(3, 3, 8, 8), torch.rand(3, 2), torch.rand(3, 2)
+
+    def two_calls(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        return tmodel(x, omega=first).square().mean() + 2 * tmodel(x, omega=second).abs().mean()
+
+    with pytest.raises(RuntimeError, match="cannot tell which omega the segment ran at"):
+        two_calls(w1, w2).backward()
+    tmodel.zero_grad()
+    two_calls(w1, w1.clone()).backward()
+    checkpointed = {n: p.grad.clone() for n, p in tmodel.named_parameters()}
+    tmodel.eval().zero_grad()
+    two_calls(w1, w1.clone()).backward()
+    for name, grad in checkpointed.items():
+        torch.testing.assert_close(grad, tmodel.get_parameter(name).grad, atol=1e-6, rtol=1e-5)
+
+    tmodel.train()
+    kept = tmodel(x, omega=w1)  # kept after its backward, as a logged output would be
+    kept.mean().backward()
+    assert grads(tmodel, x, w2).keys() == checkpointed.keys()
+    with_checkpoint = grads(tmodel, x, w2)
+    without = grads(tmodel.eval(), x, w2)
+    for name, grad in with_checkpoint.items():
+        torch.testing.assert_close(grad, without[name], atol=1e-6, rtol=1e-5)
+    assert copy.deepcopy(tmodel)(x, omega=w2).shape == x.shape  # the record of calls is not copied
+
+
 def test_omega_can_be_optimised() -> None:
     tmodel = tunable_net()
     omega = torch.tensor([0.5, 0.5], requires_grad=True)

@@ -11,8 +11,10 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers import TunableMultiheadAttention, TunableTensor, check_omega, omega_form, use_omega
+from ..layers.base import OmegaReader
 from ..layers.generic import vmap_cannot_run, vmap_over_samples
 from ..layers.omega import PerSampleRowsError, flatten_constant_map, rows_were_folded
+from ..layers.recompute import ForwardCalls
 from .config import ConvertConfig
 from .layout import evaluating, rows_follow_samples
 from .report import ConversionReport
@@ -48,6 +50,10 @@ class TunableModel(nn.Module):
         self.info: dict[str, Any] = {}  # saved with the model: base network, objectives, what each ω_i does
         self._loop_per_sample = False
         self._rows_checked = False  # whether layers given B·k rows were seen to get them sample by sample
+        self._forward_calls = ForwardCalls()  # the ω of calls a checkpointed backward may recompute
+        for module in base_model.modules():
+            if isinstance(module, OmegaReader):
+                module.__dict__["_forward_calls"] = self._forward_calls  # shared, not a submodule
         # Per-sample ω is fed to the layers directly when every layer input holds the batch in dim 0. Two
         # kinds of network break that and run per-sample calls sample by sample under vmap instead: a
         # tunable tensor that cannot broadcast over the batch, and a sequence-first network (an attention
@@ -90,6 +96,8 @@ class TunableModel(nn.Module):
                 with use_omega(omega):
                     out = self.base_model(*args, **kwargs)
                     folded = varies and rows_were_folded()
+                if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+                    self._forward_calls.record(omega, out)
                 if not (folded and self._rows_unchecked()):
                     return out
                 self._rows_checked = True

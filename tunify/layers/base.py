@@ -92,8 +92,9 @@ class OmegaReader(nn.Module):
         """The ω of the current call: (p,), (B, p) or a map (B, p, *S)."""
         omega = current_omega()
         if omega is None:
-            if self._last_omega is not None and in_backward():
-                return self._last_omega  # a checkpointed forward being recomputed
+            recomputed = self._omega_of_recomputation() if in_backward() else None
+            if recomputed is not None:
+                return recomputed
             raise MissingOmegaError(
                 f"{type(self).__name__} ran without omega: call the TunableModel as model(x, omega=...) "
                 "or run the layer inside tunify.use_omega(omega)"
@@ -101,6 +102,13 @@ class OmegaReader(nn.Module):
         if not _is_batched(omega):  # a vmapped row must not outlive its vmap
             self.__dict__["_last_omega"] = omega  # a plain attribute: nn.Module's __setattr__ costs a call
         return omega
+
+    def _omega_of_recomputation(self) -> Tensor | None:
+        """The ω of a checkpointed segment recomputed in backward: the converted network's record of its
+        forward calls (:mod:`tunify.layers.recompute`), else this layer's last ω (used outside one)."""
+        calls = self.__dict__.get("_forward_calls")
+        omega = calls.for_backward(type(self).__name__) if calls is not None else None
+        return omega if omega is not None else self._last_omega
 
     def alpha(self, omega: Tensor | None = None) -> Tensor:
         """α = φ(ω): (kernels,) for a shared ω, (B, kernels) per sample, (B, kernels, *S) for a map."""

@@ -3,8 +3,7 @@
 A :class:`~tunify.TunableModel` call sets ω in a :class:`contextvars.ContextVar` for the duration of the
 call, so concurrent calls in other threads or tasks never see each other's ω and nothing outlives the call.
 Gradient checkpointing re-runs parts of the forward pass during ``backward()``, after the call has
-returned; each layer therefore also remembers the ω of its last forward and uses it only while autograd is
-executing a backward pass.
+returned: there layers take the ω of the call being recomputed from :mod:`tunify.layers.recompute`.
 
 ω takes three forms, and every layer asks :func:`omega_form` which one it has:
 
