@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 import tunify
@@ -139,27 +140,36 @@ def test_runs_under_bfloat16_autocast_for_every_form_of_omega(case: str) -> None
 
 
 class PooledNet(nn.Module):
-    """Channel attention on pooled features and a linear head: layers that see one vector per sample."""
+    """Layers that see few rows per sample: channel attention on pooled features, 1×1 convolutions on a 4×4
+    bottleneck (through the vertices) and on a 5×5 one (per-sample weights), a Linear on its 16 pixels as
+    tokens, and a linear head."""
 
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(2)
         self.conv = nn.Conv2d(3, 6, 3, padding=1)
         self.attention = nn.Conv2d(6, 6, 1)
+        self.bottleneck4 = nn.Conv2d(6, 5, 1)
+        self.bottleneck5 = nn.Conv2d(6, 5, 1)
+        self.tokens = nn.Linear(5, 6)
         self.head = nn.Linear(6, 4)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv(x)
         h = h * torch.sigmoid(self.attention(h.mean((2, 3), keepdim=True)))
-        return self.head(h.mean((2, 3)))
+        small = self.bottleneck4(F.adaptive_avg_pool2d(h, 4))
+        larger = self.bottleneck5(F.adaptive_avg_pool2d(h, 5))
+        tokens = self.tokens(small.flatten(2).transpose(1, 2)).mean(1)
+        return self.head(h.mean((2, 3)) + tokens) + larger.mean((2, 3)).sum(1, keepdim=True)
 
 
 @pytest.mark.parametrize("case", ["kernels", "lowrank", "atoms", "ftn"])
 @pytest.mark.parametrize("independent", [False, True])
-def test_one_vector_per_sample_matches_each_sample_alone(case: str, independent: bool) -> None:
-    """Outputs and every gradient of a per-sample call equal those of the samples run one by one."""
+def test_few_rows_per_sample_match_each_sample_alone(case: str, independent: bool) -> None:
+    """Outputs and every gradient of a per-sample call equal those of the samples run one by one, through
+    the vertices (one or 16 rows per sample, more samples than kernels) and through per-sample weights."""
     tmodel = train_a_little(convert(case, PooledNet(), independent=independent))
-    x, omega = torch.randn(3, 3, 6, 6), torch.rand(3, 2)
+    x, omega = torch.randn(4, 3, 10, 10), torch.rand(4, 2)
 
     def outputs_and_grads(together: bool) -> tuple[Tensor, dict[str, Tensor]]:
         tmodel.zero_grad(set_to_none=True)

@@ -5,8 +5,8 @@ the groups of a single grouped convolution (``groups = B·g``): the arithmetic o
 one kernel launch. On the CPU, oneDNN's grouped convolution (its backward above all) is up to 2.5× slower
 than a plain one on large feature maps and wide layers, so there each sample runs its own convolution once
 a sample is large enough (:data:`LOOP_MIN_PIXELS`, :data:`LOOP_MIN_MACS`; crossovers measured on 2 cores).
-Per-sample 1×1 convolutions are one batched matrix product, or on a 1×1 map (pooled features) one product
-with every vertex kernel (:meth:`~tunify.layers.TunableLayer.per_sample_vectors`). A per-pixel ω map runs
+Per-sample 1×1 convolutions are one batched matrix product, or on a small map (pooled features, a 4×4
+bottleneck) one product with every vertex kernel (:meth:`~tunify.layers.TunableLayer.per_sample_rows`). A per-pixel ω map runs
 the convolution with the source's vertex kernels and mixes the outputs pixel by pixel (a convolution is
 linear in its kernel, so this is exactly Σ_i α_i(x)·(k_i ∗ input)(x) + Σ_i α_i(x)·b_i), with the map
 resampled to the output grid.
@@ -151,8 +151,9 @@ class TunableConv(_TunableConvBase):
         if not _pointwise(self.base_layer) or x.shape[0] != omega.shape[0]:
             return super()._per_sample(x, omega, extra)
         b, c, *spatial = x.shape
-        if math.prod(spatial) == 1:  # pooled features (channel attention): one vector per sample
-            return self.per_sample_vectors(x.reshape(b, c), omega).view(b, -1, *spatial)
+        pixels = math.prod(spatial)
+        if self.uses_vertices(b, pixels):  # pooled features, a small bottleneck map
+            return self.per_sample_rows(x.reshape(b, c, pixels), omega).view(b, -1, *spatial)
         tensors = self.source(self.alpha(omega))
         weight = tensors["weight"].reshape(b, -1, c)  # [B, Cout, Cin]
         rows = x.reshape(b, c, -1)

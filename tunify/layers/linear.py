@@ -1,7 +1,7 @@
 """Tunable linear layer.
 
 A shared ω mixes the weight once and runs ``F.linear``. Per-sample ω mixes one weight per sample and runs
-one batched matrix multiply (one vector per sample goes through the vertex weights instead); extra leading
+one batched matrix multiply (one vector or a few tokens per sample go through the vertex weights instead); extra leading
 rows per sample (B·k, as in window attention) and token dimensions ride along in the matrix rows. A linear
 layer sees no pixel grid, so an ω map acts through its average over the image (per sample).
 """
@@ -38,12 +38,14 @@ class TunableLinear(TunableLayer):
             return F.linear(x, tensors["weight"], tensors.get("bias"))
         check_rows(omega, x.shape[0], "Linear")
         b = omega.shape[0]
-        if x.ndim == 2 and x.shape[0] == b:  # one vector per sample
-            return self.per_sample_vectors(x, omega)
-        tensors = self.source(self.alpha(omega))  # weight [B, out, in], bias [B, out]
         # [B, k·tokens, in]; -1 keeps the row count symbolic under torch.export (an empty layer, in = 0, cannot
         # infer it and counts the rows itself)
         rows = x.reshape(b, -1 if x.shape[-1] else x.shape[:-1].numel() // b, x.shape[-1])
+        if self.uses_vertices(b, rows.shape[1]):  # one vector per sample, a few tokens
+            return (
+                self.per_sample_rows(rows.transpose(1, 2), omega).transpose(1, 2).reshape(*x.shape[:-1], -1)
+            )
+        tensors = self.source(self.alpha(omega))  # weight [B, out, in], bias [B, out]
         if "bias" in tensors:
             y = torch.baddbmm(tensors["bias"].unsqueeze(1), rows, tensors["weight"].transpose(1, 2))
         else:
