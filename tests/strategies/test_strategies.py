@@ -165,11 +165,22 @@ class PooledNet(nn.Module):
 
 @pytest.mark.parametrize("case", ["kernels", "lowrank", "atoms", "ftn"])
 @pytest.mark.parametrize("independent", [False, True])
-def test_few_rows_per_sample_match_each_sample_alone(case: str, independent: bool) -> None:
+@pytest.mark.parametrize("threads", [1, 2])
+def test_few_rows_per_sample_match_each_sample_alone(case: str, independent: bool, threads: int) -> None:
     """Outputs and every gradient of a per-sample call equal those of the samples run one by one, through
-    the vertices (one or 16 rows per sample, more samples than kernels) and through per-sample weights."""
+    the vertices (one row per sample; 16 with more samples than kernels on several threads) and through
+    per-sample weights (16 rows on one thread, 25 rows)."""
     tmodel = train_a_little(convert(case, PooledNet(), independent=independent))
     x, omega = torch.randn(4, 3, 10, 10), torch.rand(4, 2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _check_per_sample_against_alone(tmodel, x, omega)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _check_per_sample_against_alone(tmodel: tunify.TunableModel, x: Tensor, omega: Tensor) -> None:
 
     def outputs_and_grads(together: bool) -> tuple[Tensor, dict[str, Tensor]]:
         tmodel.zero_grad(set_to_none=True)

@@ -152,7 +152,7 @@ class TunableConv(_TunableConvBase):
             return super()._per_sample(x, omega, extra)
         b, c, *spatial = x.shape
         pixels = math.prod(spatial)
-        if self.uses_vertices(b, pixels):  # pooled features, a small bottleneck map
+        if self.uses_vertices(b, pixels, x.device):  # pooled features, a small bottleneck map
             return self.per_sample_rows(x.reshape(b, c, pixels), omega).view(b, -1, *spatial)
         tensors = self.source(self.alpha(omega))
         weight = tensors["weight"].reshape(b, -1, c)  # [B, Cout, Cin]
