@@ -20,6 +20,7 @@ from ..data import to_uint8
 from ..hub import SAMPLE_IMAGE
 from .controls import OmegaControls
 from .session import MAX_PIXELS, AppError, Picture, Settings, Tuner, open_picture
+from .shown import ShownImages
 from .spatial import mask_from_layers
 
 MAX_SLIDERS = 8
@@ -86,6 +87,7 @@ def region_default(controls: OmegaControls) -> list[float]:
 def build_app(tuner: Tuner, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
     """The app for ``tuner``'s model (other models can be loaded in the page)."""
     models = Models(tuner)
+    shown_file = ShownImages()  # what the page shows, as files gradio copies safely
 
     def settings(tuner: Tuner, synthetic: bool, values: list[Any]) -> Settings:
         """What the page's controls say (``values``: knobs, ω sliders, region sliders, then the editor)."""
@@ -101,7 +103,7 @@ def build_app(tuner: Tuner, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
         tuner = models.get(name)
         res = tuner.preview(picture, settings(tuner, synthetic, list(values)))
         timing = f"  \n*{res.after.shape[1]}x{res.after.shape[0]} preview in {res.seconds:.2f} s*"
-        return (res.before, res.after), res.scores + timing
+        return (shown_file(res.before), shown_file(res.after)), res.scores + timing
 
     def editor_value(
         tuner: Tuner, picture: Picture, synthetic: bool, values: list[Any], layers: list
@@ -113,7 +115,7 @@ def build_app(tuner: Tuner, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
             for layer in layers
             if isinstance(layer, np.ndarray) and layer.shape[:2] == background.shape[:2]
         ]
-        return {"background": background, "layers": keep, "composite": None}
+        return {"background": shown_file(background), "layers": keep, "composite": None}
 
     with gr.Blocks(title="tunify: tune a model") as app:
         picture = gr.State(None)
