@@ -3,8 +3,8 @@
     python benchmarks/app_latency.py            # embedded denoiser, 512x512 and 256x256 previews, 2 threads
 
 A move is ``Tuner.preview`` (synthetic noise σ = 25, one pass of the network at the new ω, PSNR / PSNR_η)
-plus the PNG encoding gradio sends to the browser; each move sets a new ω, so no result is reused. The
-same network baked to a plain one at a fixed ω is timed alongside (float32, in the memory layout the app
+plus writing the PNG file the page hands to gradio (:class:`tunify.app.shown.ShownImages`); each move sets
+a new ω, so no result is reused. The same network baked to a plain one at a fixed ω is timed alongside (float32, in the memory layout the app
 uses): the floor set by the architecture. Each preview precision (``--preview-precision`` of ``tunify app``)
 is timed; a bfloat16 row also records how far its picture is from the float32 one, in 8-bit levels. The
 picture is the centre crop of Kodak24's kodim23 (../shared), or the embedded sample upscaled without it.
@@ -14,7 +14,6 @@ Writes benchmarks/results/app_latency.json.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -26,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 import tunify
 from tunify.app import Settings, Tuner, open_picture
 from tunify.app.session import PREVIEW_PRECISIONS, bfloat16_is_native
+from tunify.app.shown import ShownImages
 from tunify.data import read_image, write_image
 from tunify.hub import SAMPLE_IMAGE
 from tunify.inference import network_input
@@ -51,14 +50,9 @@ def picture_file(side: int, folder: Path) -> tuple[Path, str]:
     return path, os.path.relpath(source, ROOT)
 
 
-def png_bytes(arr: np.ndarray) -> int:
-    buffer = io.BytesIO()
-    Image.fromarray(arr).save(buffer, format="png")
-    return buffer.tell()
-
-
 def measure(tuner: Tuner, path: Path, moves: int) -> dict[str, float]:
     picture = open_picture(path)
+    shown = ShownImages()
     omegas = [
         tuner.controls.omega([v]) if tuner.controls.mode == "trade-off" else tuner.controls.default_omega()
         for v in np.linspace(0.05, 0.95, moves + 1)
@@ -68,7 +62,7 @@ def measure(tuner: Tuner, path: Path, moves: int) -> dict[str, float]:
     for omega in omegas[1:]:
         start = time.perf_counter()
         result = tuner.preview(picture, Settings(omega=omega, levels=[25.0]))
-        png_bytes(result.after)
+        shown(result.after)  # the PNG file the page hands to gradio
         seconds.append(time.perf_counter() - start)
     plain = tunify.bake(tuner.model, torch.tensor(omegas[0]))
     x = network_input(plain, picture.clean)
