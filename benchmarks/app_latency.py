@@ -4,8 +4,8 @@
 
 A move is ``Tuner.preview`` (synthetic noise σ = 25, one pass of the network at the new ω, PSNR / PSNR_η)
 plus writing the PNG file the page hands to gradio (:class:`tunify.app.shown.ShownImages`); each move sets
-a new ω, so no result is reused. The same network baked to a plain one at a fixed ω is timed alongside (float32, in the memory layout the app
-uses): the floor set by the architecture. Each preview precision (``--preview-precision`` of ``tunify app``)
+a new ω, so no result is reused. The same network baked to a plain one at a fixed ω is timed alongside
+(float32, in the memory layout the app uses): the floor set by the architecture. Each preview precision (``--preview-precision`` of ``tunify app``)
 is timed; a bfloat16 row also records how far its picture is from the float32 one, in 8-bit levels. The
 picture is the centre crop of Kodak24's kodim23 (../shared), or the embedded sample upscaled without it.
 Writes benchmarks/results/app_latency.json.

@@ -6,10 +6,10 @@ one kernel launch. On the CPU, oneDNN's grouped convolution (its backward above 
 than a plain one on large feature maps and wide layers, so there each sample runs its own convolution once
 a sample is large enough (:data:`LOOP_MIN_PIXELS`, :data:`LOOP_MIN_MACS`; crossovers measured on 2 cores).
 Per-sample 1×1 convolutions are one batched matrix product, or on a small map (pooled features, a 4×4
-bottleneck) one product with every vertex kernel (:meth:`~tunify.layers.TunableLayer.per_sample_rows`). A per-pixel ω map runs
-the convolution with the source's vertex kernels and mixes the outputs pixel by pixel (a convolution is
-linear in its kernel, so this is exactly Σ_i α_i(x)·(k_i ∗ input)(x) + Σ_i α_i(x)·b_i), with the map
-resampled to the output grid.
+bottleneck) one product with every vertex kernel (:meth:`~tunify.layers.TunableLayer.per_sample_rows`). A
+per-pixel ω map runs the convolution with the source's vertex kernels and mixes the outputs pixel by
+pixel (a convolution is linear in its kernel, so this is exactly Σ_i α_i(x)·(k_i ∗ input)(x) +
+Σ_i α_i(x)·b_i), with the map resampled to the output grid.
 """
 
 from __future__ import annotations
