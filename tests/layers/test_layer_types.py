@@ -10,6 +10,7 @@ from torch import nn
 
 from tests.conftest import spread_copies
 from tunify.layers import TunableModule, factory_for, use_omega
+from tunify.layers import conv as conv_module
 
 torch.set_default_dtype(torch.float32)
 
@@ -89,13 +90,11 @@ def test_conv_property(case: dict, p: int) -> None:
 
 def _per_sample_outputs_and_grads(conv: nn.Module, x: torch.Tensor, omega: torch.Tensor, path: str):
     """Output and gradients of a per-sample call with the per-sample path forced (see tunify.layers.conv)."""
-    from tunify.layers import conv as conv_module
-
     with pytest.MonkeyPatch.context() as patch:
         for limit in ("LOOP_MIN_PIXELS", "LOOP_MIN_MACS"):
             patch.setattr(conv_module, limit, 0 if path == "loop" else 10**12)
-        if path != "pointwise":
-            patch.setattr(conv_module, "_pointwise", lambda conv: False)
+        if path != "patches":
+            patch.setattr(conv_module, "_patch_size", lambda conv: None)
         x = x.clone().requires_grad_(True)
         y = run(conv, omega, x)
         y.square().sum().backward()
@@ -107,17 +106,46 @@ def _per_sample_outputs_and_grads(conv: nn.Module, x: torch.Tensor, omega: torch
 @settings(max_examples=25, deadline=None)
 @given(case=conv_cases, p=st.integers(1, 3), independent=st.booleans())
 def test_conv_per_sample_paths_agree(case: dict, p: int, independent: bool) -> None:
-    """Folded groups, one convolution per sample and (1×1) batched matmul: one function."""
+    """Folded groups, one convolution per sample and (kernel = stride) batched matmul: one function."""
     conv, x = make_conv(case)
     tunable = factory_for(conv)(conv, p, kernels=p + 1 if independent else None)
     spread_copies(tunable, scale=0.5)
     omega = torch.rand(x.shape[0], p)
     y, grads = _per_sample_outputs_and_grads(tunable, x, omega, "fold")
-    for path in ("loop", "pointwise"):
+    for path in ("loop", "patches"):
         y_path, grads_path = _per_sample_outputs_and_grads(tunable, x, omega, path)
         torch.testing.assert_close(y_path, y, atol=1e-5, rtol=1e-4)
         for g_path, g in zip(grads_path, grads, strict=True):
             torch.testing.assert_close(g_path, g, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "size"),
+    [(2, (9,)), (1, (3, 4)), (2, (9, 8)), ((2, 3), (7, 9)), (2, (12, 11)), (2, (5, 4, 6))],
+)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_patch_convolutions_per_sample(kernel, size: tuple[int, ...], threads: int) -> None:
+    """A convolution whose kernel is its stride (a U-Net's 2×2 stride-2 downsampling) runs per sample as one
+    product over its patches, or on few patches with several threads through the vertex kernels; the
+    remainder a convolution drops is dropped. Outputs and gradients equal the folded groups'."""
+    conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[len(size)](4, 5, kernel, stride=kernel)
+    tunable = spread_copies(factory_for(conv)(conv, 2), scale=0.5)
+    x, omega = torch.randn(3, 4, *size), torch.rand(3, 2)
+    patched = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        y, grads = _per_sample_outputs_and_grads(tunable, x, omega, "fold")
+        with pytest.MonkeyPatch.context() as patch:
+            rows = conv_module._patch_rows
+            patch.setattr(conv_module, "_patch_rows", lambda *a: patched.append(1) or rows(*a))
+            y_patches, grads_patches = _per_sample_outputs_and_grads(tunable, x, omega, "patches")
+    finally:
+        torch.set_num_threads(before)
+    assert patched
+    torch.testing.assert_close(y_patches, y, atol=1e-5, rtol=1e-4)
+    for g_patches, g in zip(grads_patches, grads, strict=True):
+        torch.testing.assert_close(g_patches, g, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("groups", [1, 2])

@@ -4,12 +4,13 @@ A shared ω mixes the kernel once and runs one ordinary convolution. Per-sample 
 the groups of a single grouped convolution (``groups = B·g``): the arithmetic of the original layer in
 one kernel launch. On the CPU, oneDNN's grouped convolution (its backward above all) is up to 2.5× slower
 than a plain one on large feature maps and wide layers, so there each sample runs its own convolution once
-a sample is large enough (:data:`LOOP_MIN_PIXELS`, :data:`LOOP_MIN_MACS`; crossovers measured on 2 cores).
-Per-sample 1×1 convolutions are one batched matrix product, or on a small map (pooled features, a 4×4
-bottleneck) one product with every vertex kernel (:meth:`~tunify.layers.TunableLayer.per_sample_rows`). A
-per-pixel ω map runs the convolution with the source's vertex kernels and mixes the outputs pixel by
-pixel (a convolution is linear in its kernel, so this is exactly Σ_i α_i(x)·(k_i ∗ input)(x) +
-Σ_i α_i(x)·b_i), with the map resampled to the output grid.
+a sample is large enough (:data:`LOOP_MIN_PIXELS`, :data:`LOOP_MIN_MACS`; crossovers measured on 2 cores;
+depthwise convolutions, grouped already, fold up to the multiply-adds bound). Per-sample convolutions whose
+kernel is their stride (1×1, a U-Net's 2×2 stride-2 downsampling) are one batched matrix product over the
+patches, or on a small map (pooled features, a 4×4 bottleneck) one product with every vertex kernel
+(:meth:`~tunify.layers.TunableLayer.per_sample_rows`). A per-pixel ω map runs the convolution with the
+source's vertex kernels and mixes the outputs pixel by pixel (a convolution is linear in its kernel, so
+this is exactly Σ_i α_i(x)·(k_i ∗ input)(x) + Σ_i α_i(x)·b_i), with the map resampled to the output grid.
 """
 
 from __future__ import annotations
@@ -31,25 +32,43 @@ LOOP_MIN_MACS = 4_000_000
 """From this many input pixels, or multiply-adds, per sample a CPU per-sample convolution loops over them."""
 
 
-def _pointwise(conv: nn.Module) -> bool:
-    """A 1×1 convolution is a matrix product per pixel: per sample, one batched matmul beats a grouped conv."""
-    unpadded = conv.padding in ("valid", "same") or all(q == 0 for q in conv.padding)
-    return (
-        all(k == 1 for k in conv.kernel_size)
-        and all(s == 1 for s in conv.stride)
-        and conv.groups == 1
-        and unpadded
-    )
+def _patch_size(conv: nn.Module) -> tuple[int, ...] | None:
+    """The kernel size when the convolution maps non-overlapping patches to pixels (kernel = stride, no
+    padding, dilation or groups): a 1×1 convolution, a U-Net's 2×2 stride-2 downsampling. Such a
+    convolution is a matrix product per patch, so per sample one batched matmul beats a grouped convolution."""
+    kernel = tuple(conv.kernel_size)
+    if isinstance(conv.padding, str):  # "same" pads nothing around a 1×1 kernel
+        unpadded = conv.padding == "valid" or all(k == 1 for k in kernel)
+    else:
+        unpadded = all(q == 0 for q in conv.padding)
+    plain = all(d == 1 for d in conv.dilation) and conv.groups == 1
+    return kernel if unpadded and plain and tuple(conv.stride) == kernel else None
+
+
+def _patch_rows(x: Tensor, kernel: tuple[int, ...]) -> tuple[Tensor, list[int]]:
+    """(B, C, *S) → (B, C·∏kernel, ∏S') and S': each column one patch, in the kernel's (C, *kernel) order."""
+    b, c, *spatial = x.shape
+    if all(k == 1 for k in kernel):
+        return x.reshape(b, c, -1), spatial
+    out = [s // k for s, k in zip(spatial, kernel, strict=True)]
+    x = x[(..., *(slice(0, o * k) for o, k in zip(out, kernel, strict=True)))]  # the remainder is dropped
+    n = len(kernel)
+    split = x.reshape(b, c, *(d for o, k in zip(out, kernel, strict=True) for d in (o, k)))
+    patches = split.permute(0, 1, *range(3, 2 + 2 * n, 2), *range(2, 2 + 2 * n, 2))
+    return patches.reshape(b, c * math.prod(kernel), math.prod(out)), out
 
 
 def _loop_over_samples(conv: nn.Module, x: Tensor, ndim: int) -> bool:
     """Whether per-sample convolutions are faster one sample at a time (see the module docstring); never
-    while tracing or compiling, where a loop would fix the batch size into the graph."""
+    while tracing or compiling, where a loop would fix the batch size into the graph. A depthwise
+    convolution is grouped already, so folding the batch into its groups is the original operation on a
+    wider input: there only the multiply-adds count."""
     if x.device.type != "cpu" or torch.compiler.is_compiling() or torch.jit.is_tracing():
         return False
     pixels = x.shape[-ndim:].numel()
     macs = pixels * conv.in_channels * conv.out_channels // conv.groups * math.prod(conv.kernel_size)
-    return pixels >= LOOP_MIN_PIXELS or macs >= LOOP_MIN_MACS
+    depthwise = conv.groups > 1 and conv.groups == conv.in_channels
+    return macs >= LOOP_MIN_MACS or (pixels >= LOOP_MIN_PIXELS and not depthwise)
 
 
 def _fold(x: Tensor, b: int) -> tuple[Tensor, int]:
@@ -148,15 +167,15 @@ class TunableConv(_TunableConvBase):
     """Tunable counterpart of ``nn.Conv1d``/``nn.Conv2d``/``nn.Conv3d``."""
 
     def _per_sample(self, x: Tensor, omega: Tensor, extra: tuple) -> Tensor:
-        if not _pointwise(self.base_layer) or x.shape[0] != omega.shape[0]:
+        kernel = _patch_size(self.base_layer)
+        if kernel is None or x.shape[0] != omega.shape[0]:
             return super()._per_sample(x, omega, extra)
-        b, c, *spatial = x.shape
-        pixels = math.prod(spatial)
-        if self.uses_vertices(b, pixels, x.device):  # pooled features, a small bottleneck map
-            return self.per_sample_rows(x.reshape(b, c, pixels), omega).view(b, -1, *spatial)
+        b = x.shape[0]
+        rows, spatial = _patch_rows(x, kernel)
+        if self.uses_vertices(b, rows.shape[2], x.device):  # pooled features, a small bottleneck map
+            return self.per_sample_rows(rows, omega).view(b, -1, *spatial)
         tensors = self.source(self.alpha(omega))
-        weight = tensors["weight"].reshape(b, -1, c)  # [B, Cout, Cin]
-        rows = x.reshape(b, c, -1)
+        weight = tensors["weight"].reshape(b, -1, rows.shape[1])  # [B, Cout, Cin·∏kernel]
         if "bias" in tensors:
             y = torch.baddbmm(tensors["bias"].unsqueeze(2), weight, rows)
         else:
