@@ -94,7 +94,7 @@ def _per_sample_outputs_and_grads(conv: nn.Module, x: torch.Tensor, omega: torch
         for limit in ("LOOP_MIN_PIXELS", "LOOP_MIN_MACS"):
             patch.setattr(conv_module, limit, 0 if path == "loop" else 10**12)
         if path != "patches":
-            patch.setattr(conv_module, "_patch_size", lambda conv: None)
+            patch.setattr(conv_module, "_patch_size", lambda conv, x: None)
         x = x.clone().requires_grad_(True)
         y = run(conv, omega, x)
         y.square().sum().backward()

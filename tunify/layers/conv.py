@@ -6,8 +6,8 @@ one kernel launch. On the CPU, oneDNN's grouped convolution (its backward above 
 than a plain one on large feature maps and wide layers, so there each sample runs its own convolution once
 a sample is large enough (:data:`LOOP_MIN_PIXELS`, :data:`LOOP_MIN_MACS`; crossovers measured on 2 cores;
 depthwise convolutions, grouped already, fold up to twice the pixels). Per-sample convolutions whose kernel
-is their stride (1×1, a U-Net's 2×2 stride-2 downsampling) are one batched matrix product over the patches,
-or on a small map (pooled features, a 4×4 bottleneck) one product with every vertex kernel
+is their stride (1×1, a U-Net's small 2×2 stride-2 downsampling) are one batched matrix product over the
+patches, or on a small map (pooled features, a 4×4 bottleneck) one product with every vertex kernel
 (:meth:`~tunify.layers.TunableLayer.per_sample_rows`). A per-pixel ω map runs the convolution with the
 source's vertex kernels and mixes the outputs pixel by pixel (a convolution is linear in its kernel, so
 this is exactly Σ_i α_i(x)·(k_i ∗ input)(x) + Σ_i α_i(x)·b_i), with the map resampled to the output grid.
@@ -32,17 +32,30 @@ LOOP_MIN_MACS = 4_000_000
 """From this many input pixels, or multiply-adds, per sample a CPU per-sample convolution loops over them."""
 
 
-def _patch_size(conv: nn.Module) -> tuple[int, ...] | None:
-    """The kernel size when the convolution maps non-overlapping patches to pixels (kernel = stride, no
-    padding, dilation or groups): a 1×1 convolution, a U-Net's 2×2 stride-2 downsampling. Such a
-    convolution is a matrix product per patch, so per sample one batched matmul beats a grouped convolution."""
+def _patch_size(conv: nn.Module, x: Tensor) -> tuple[int, ...] | None:
+    """The kernel size when per-sample ω should run the convolution as one batched matrix product over
+    non-overlapping patches (kernel = stride, no padding, dilation or groups), else None.
+
+    1×1 convolutions always: a batched matmul beats a grouped convolution at any size. Larger patches (a
+    U-Net's 2×2 stride-2 downsampling) while the work per sample, counted on the output grid, stays under
+    the loop bounds; beyond them oneDNN's strided convolution beats copying the input into patches (a
+    ConvNeXt 2×2 downsampling at 56×56, or a ViT's patch embedding: 1.3–1.6× the time).
+    """
     kernel = tuple(conv.kernel_size)
     if isinstance(conv.padding, str):  # "same" pads nothing around a 1×1 kernel
         unpadded = conv.padding == "valid" or all(k == 1 for k in kernel)
     else:
         unpadded = all(q == 0 for q in conv.padding)
     plain = all(d == 1 for d in conv.dilation) and conv.groups == 1
-    return kernel if unpadded and plain and tuple(conv.stride) == kernel else None
+    if not (unpadded and plain and tuple(conv.stride) == kernel):
+        return None
+    if all(k == 1 for k in kernel):
+        return kernel
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():  # the choice would fix the input size
+        return None
+    pixels = math.prod(s // k for s, k in zip(x.shape[2:], kernel, strict=True))
+    macs = pixels * conv.in_channels * conv.out_channels * math.prod(kernel)
+    return kernel if pixels < LOOP_MIN_PIXELS and macs < LOOP_MIN_MACS else None
 
 
 def _patch_rows(x: Tensor, kernel: tuple[int, ...]) -> tuple[Tensor, list[int]]:
@@ -168,7 +181,7 @@ class TunableConv(_TunableConvBase):
     """Tunable counterpart of ``nn.Conv1d``/``nn.Conv2d``/``nn.Conv3d``."""
 
     def _per_sample(self, x: Tensor, omega: Tensor, extra: tuple) -> Tensor:
-        kernel = _patch_size(self.base_layer)
+        kernel = _patch_size(self.base_layer, x)
         if kernel is None or x.shape[0] != omega.shape[0]:
             return super()._per_sample(x, omega, extra)
         b = x.shape[0]
