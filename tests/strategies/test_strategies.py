@@ -141,14 +141,15 @@ def test_runs_under_bfloat16_autocast_for_every_form_of_omega(case: str) -> None
 
 class PooledNet(nn.Module):
     """Layers that see few rows per sample: channel attention on pooled features, 1×1 convolutions on a 4×4
-    bottleneck (through the vertices) and on a 5×5 one (per-sample weights), a Linear on its 16 pixels as
-    tokens, and a linear head."""
+    bottleneck (through the vertices) and on a 5×5 one (per-sample weights), a 2×2 stride-2 downsampling
+    onto the 4×4 grid (16 patches), a Linear on its 16 pixels as tokens, and a linear head."""
 
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(2)
         self.conv = nn.Conv2d(3, 6, 3, padding=1)
         self.attention = nn.Conv2d(6, 6, 1)
+        self.down = nn.Conv2d(6, 6, 2, stride=2)
         self.bottleneck4 = nn.Conv2d(6, 5, 1)
         self.bottleneck5 = nn.Conv2d(6, 5, 1)
         self.tokens = nn.Linear(5, 6)
@@ -157,7 +158,7 @@ class PooledNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv(x)
         h = h * torch.sigmoid(self.attention(h.mean((2, 3), keepdim=True)))
-        small = self.bottleneck4(F.adaptive_avg_pool2d(h, 4))
+        small = self.bottleneck4(self.down(F.adaptive_avg_pool2d(h, 8)))
         larger = self.bottleneck5(F.adaptive_avg_pool2d(h, 5))
         tokens = self.tokens(small.flatten(2).transpose(1, 2)).mean(1)
         return self.head(h.mean((2, 3)) + tokens) + larger.mean((2, 3)).sum(1, keepdim=True)
