@@ -84,6 +84,51 @@ def test_checkpointed_forwards_at_two_omegas_before_one_backward_are_refused_not
     assert copy.deepcopy(tmodel)(x, omega=w2).shape == x.shape  # the record of calls is not copied
 
 
+class ChannelsLastNet(nn.Module):
+    """A 3×3 convolution, a 2×2 stride-2 downsampling onto 4×4, a 1×1 convolution there (few rows per sample)
+    and a Conv1d over the flattened map (whose stacked copies are 4-D, as a 2-D image's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.down = nn.Conv2d(8, 8, 2, stride=2)
+        self.pointwise = nn.Conv2d(8, 8, 1)
+        self.sequence = nn.Conv1d(8, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sequence(self.pointwise(self.down(self.conv(x))).flatten(2))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_channels_last_model_and_inputs(threads: int) -> None:
+    """``model.to(memory_format=torch.channels_last)`` works on a converted network (its copies of a 2-D
+    kernel are stacked in 5-D, which torch refuses that format) and, with channels-last inputs, gives the
+    contiguous network's outputs and gradients for shared, per-sample and per-pixel ω."""
+    torch.manual_seed(0)
+    tmodel = spread_copies(tunify.convert(ChannelsLastNet(), 2), scale=0.3)
+    channels_last = copy.deepcopy(tmodel).to(memory_format=torch.channels_last)
+    x = torch.randn(3, 3, 8, 8)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for omega in (torch.tensor([0.3, 0.7]), torch.rand(3, 2), torch.rand(3, 2, 8, 8)):
+            results = []
+            for model, inputs in (
+                (tmodel, x),
+                (channels_last, x.contiguous(memory_format=torch.channels_last)),
+            ):
+                model.zero_grad(set_to_none=True)
+                y = model(inputs, omega=omega)
+                y.square().sum().backward()
+                results.append((y.detach(), [t.grad for t in model.parameters()]))
+            (y, grads), (y_last, grads_last) = results
+            torch.testing.assert_close(y_last, y, atol=1e-5, rtol=1e-5)
+            for g_last, g in zip(grads_last, grads, strict=True):
+                torch.testing.assert_close(g_last, g, atol=1e-5, rtol=1e-5)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_omega_can_be_optimised() -> None:
     tmodel = tunable_net()
     omega = torch.tensor([0.5, 0.5], requires_grad=True)

@@ -8,6 +8,7 @@ dict keeps one entry per copy (``weight.0``, ``weight.1`` …), the format tunif
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -35,6 +36,23 @@ class CopyStack(nn.Module):
         self.register_parameter("0", nn.Parameter(stacked, requires_grad=tensor.requires_grad))
         self._register_state_dict_hook(_per_copy_state)
         self._register_load_state_dict_pre_hook(_stacked_state, with_module=True)
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> CopyStack:
+        """Keep the stack contiguous through ``module.to(memory_format=torch.channels_last)``, which gives every
+        4-D and 5-D tensor that format: torch refuses it for the 5-D copies of a 2-D kernel, so they convert
+        copy by copy. The stack's own layout never matters (mixing reads it flat and the mixed kernel follows
+        the input's format in the convolution), and a contiguous one mixes without a copy."""
+
+        def convert(t: Tensor) -> Tensor:
+            try:
+                out = fn(t)
+            except RuntimeError as error:
+                if "channels_last" not in str(error):
+                    raise
+                out = torch.stack([fn(copy) for copy in t.unbind()])
+            return out.contiguous()
+
+        return super()._apply(convert, recurse)
 
     def parts(self) -> list[tuple[int, nn.Parameter]]:
         """(first copy, parameter) of every part, in copy order."""

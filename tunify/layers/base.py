@@ -363,7 +363,7 @@ class TunableLayer(OmegaReader):
         else:  # a 1×1 convolution: one product for the whole batch, its weight gradient summed inside
             y = F.conv1d(x, weight.reshape(kernels * out, -1, 1))
         alpha = self.alpha(omega).to(y.dtype)  # [B, kernels]
-        y = torch.bmm(alpha.unsqueeze(1), y.view(b, kernels, out * n)).view(b, out, n)
+        y = torch.bmm(alpha.unsqueeze(1), y.reshape(b, kernels, out * n)).view(b, out, n)
         if "bias" in slopes:
             y = y + (alpha @ slopes["bias"]).unsqueeze(2)
         if constant is not None:
