@@ -129,6 +129,27 @@ def test_channels_last_model_and_inputs(threads: int) -> None:
         torch.set_num_threads(before)
 
 
+def test_torch_func_transforms_leave_nothing_behind() -> None:
+    """``torch.func.grad`` over ``functional_call`` (meta-learning, per-example gradients) gives autograd's
+    gradients, and afterwards the network still deep-copies, converts dtype and runs: no tensor wrapped by
+    the transform is kept in a layer (the last ω of each layer was, and deepcopy then failed)."""
+    torch.manual_seed(0)
+    tmodel = spread_copies(tunify.convert(CheckpointedNet().eval(), 2), scale=0.3)
+    x, omega = torch.randn(2, 3, 6, 6), torch.tensor([0.3, 0.7])
+    params = {name: t.detach() for name, t in tmodel.named_parameters()}
+
+    def loss(p: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.func.functional_call(tmodel, p, (x,), {"omega": omega}).square().sum()
+
+    grads = torch.func.grad(loss)(params)
+    again = copy.deepcopy(tmodel).to(torch.float64)
+    tmodel(x, omega=omega).square().sum().backward()
+    for name, t in tmodel.named_parameters():
+        torch.testing.assert_close(grads[name], t.grad, msg=name)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x.double(), omega=omega).float(), tmodel(x, omega=omega))
+
+
 def test_omega_can_be_optimised() -> None:
     tmodel = tunable_net()
     omega = torch.tensor([0.5, 0.5], requires_grad=True)

@@ -105,7 +105,7 @@ class OmegaReader(nn.Module):
                 f"{type(self).__name__} ran without omega: call the TunableModel as model(x, omega=...) "
                 "or run the layer inside tunify.use_omega(omega)"
             )
-        if not _is_batched(omega):  # a vmapped row must not outlive its vmap
+        if _transform() is None:  # ω wrapped by vmap or grad must not outlive the transform
             self.__dict__["_last_omega"] = omega  # a plain attribute: nn.Module's __setattr__ costs a call
         return omega
 
@@ -151,10 +151,8 @@ class OmegaReader(nn.Module):
         then compared by value, and weights without one are never cached. This runs on every call of every
         layer, so it stays lean: one comprehension, keys compared with ``==``.
         """
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
-            return fn()
-        if key_omega is not None and _is_batched(key_omega):
-            return fn()
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or _transform() is not None:
+            return fn()  # inside a torch.func transform the tensors are its wrappers: nothing to keep
         try:
             weights = [
                 (t._version, t.data_ptr()) for params in watched for t in params.values() if t is not None
@@ -182,7 +180,10 @@ def _omega_key(omega: Tensor | None) -> tuple | None:
 
 
 _is_batched: Callable[[Tensor], bool] = torch._C._functorch.is_batchedtensor
-"""Whether ω is a per-sample row under ``torch.func.vmap`` (never cached, never stored)."""
+"""Whether ω is a per-sample row under ``torch.func.vmap``."""
+
+_transform: Callable[[], Any] = torch._C._functorch.peek_interpreter_stack
+"""The innermost active ``torch.func`` transform (vmap, grad, jvp …), or None outside them."""
 
 
 def get_tensor(module: nn.Module, name: str) -> Tensor | None:
