@@ -150,6 +150,14 @@ def test_torch_func_transforms_leave_nothing_behind() -> None:
         torch.testing.assert_close(again(x.double(), omega=omega).float(), tmodel(x, omega=omega))
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+def test_torchscript_is_refused_naming_what_works() -> None:
+    tmodel = tunify.convert(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 3, 1)), 2)
+    with pytest.raises(TypeError, match=r"tunify\.export.*tunify\.bake"):
+        torch.jit.script(tmodel)
+    torch.jit.script(tunify.bake(tmodel, torch.tensor([0.5, 0.5])))  # the plain network scripts
+
+
 def test_omega_can_be_optimised() -> None:
     tmodel = tunable_net()
     omega = torch.tensor([0.5, 0.5], requires_grad=True)

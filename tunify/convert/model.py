@@ -68,6 +68,15 @@ class TunableModel(nn.Module):
     def p(self) -> int:
         return self.config.p
 
+    def __prepare_scriptable__(self) -> TunableModel:
+        """``torch.jit.script`` asks this first: refuse with the ways that work instead of TorchScript's
+        complaint about the first annotation it cannot read (layers read ω from a context variable)."""
+        raise TypeError(
+            "TorchScript cannot compile a tunable network: export it with ω as an input "
+            "(tunify.export(tmodel, 'model.pt2') or '.onnx', or `tunify export`), or bake it at one ω "
+            "(tunify.bake(tmodel, omega)) and script that plain network"
+        )
+
     def forward(self, *args: Any, omega: Tensor, **kwargs: Any) -> Any:
         x = first_tensor(args, kwargs)
         batch_dim = self.config.batch_dim
