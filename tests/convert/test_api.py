@@ -254,6 +254,33 @@ def test_weight_and_bias_answer_as_tensors() -> None:
     assert not layer.source.stack("weight").copy(0).any()
 
 
+@pytest.mark.parametrize("omega", [torch.tensor([0.3, 0.7]), torch.rand(2, 2)])
+def test_hooks_on_the_original_layers_keep_firing(omega: torch.Tensor) -> None:
+    """Hooks registered before conversion fire once per call on the tunable layer in the original's place
+    (a convolution, a Linear, attention run through functional_call), their handles still remove them,
+    and the baked network has them again."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(64, 8))
+    attention = nn.MultiheadAttention(8, 2, batch_first=True)
+    seen: list[tuple] = []
+    conv_hook = net[0].register_forward_hook(lambda m, args, out: seen.append(("conv", tuple(out.shape))))
+    net[2].register_forward_pre_hook(lambda m, args: seen.append(("linear", tuple(args[0].shape))))
+    net[2].register_full_backward_hook(lambda m, grad_in, grad_out: seen.append(("linear grad",)))
+    attention.register_forward_hook(lambda m, args, out: seen.append(("attention",)))
+    tnet, tattention = tunify.convert(net, 2), tunify.convert(attention, 2)
+    x = torch.randn(2, 3, 6, 6)
+    tnet(x, omega=omega).sum().backward()
+    tokens = torch.randn(2, 5, 8)
+    tattention(tokens, tokens, tokens, omega=omega)
+    assert seen == [("conv", (2, 4, 4, 4)), ("linear", (2, 64)), ("linear grad",), ("attention",)]
+    seen.clear()
+    conv_hook.remove()
+    baked = tunify.bake(tnet, torch.tensor([0.3, 0.7]))
+    tnet(x, omega=omega)
+    baked(x)
+    assert seen == [("linear", (2, 64)), ("linear", (2, 64))]
+
+
 def test_anchor_keeps_one_corner_at_the_pretrained_network() -> None:
     net = small_net()
     x = torch.randn(2, 3, 8, 8)

@@ -268,6 +268,7 @@ class TunableLayer(OmegaReader):
         for name in self.tensor_names:
             set_parameter(base_layer, name, None)
         self.base_layer = base_layer
+        _take_hooks(base_layer, self)
         self._register_state_dict_hook(_flatten_source_keys)
         self._register_load_state_dict_pre_hook(_nest_source_keys, with_module=True)
 
@@ -393,6 +394,7 @@ class TunableLayer(OmegaReader):
         tensor's dtype.
         """
         plain = copy.deepcopy(self.base_layer)
+        _take_hooks(self, plain, share=False)
         alpha = self.alpha_exact(omega)
         source = copy.deepcopy(self.source).to(alpha.dtype)
         values = source(alpha)
@@ -404,6 +406,35 @@ class TunableLayer(OmegaReader):
     def extra_repr(self) -> str:
         kernels = f", kernels={self.kernels}" if self.kernels != self.p else ""
         return f"p={self.p}{kernels}, tunable={list(self.tensor_names)}"
+
+
+_MODULE_HOOKS = (
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_backward_pre_hooks",
+    "_backward_hooks",
+    "_is_full_backward_hook",
+)
+
+
+def _take_hooks(source: nn.Module, target: nn.Module, *, share: bool = True) -> None:
+    """Give ``target`` the forward and backward hooks registered on ``source``.
+
+    Converting: a tunable layer runs in its original's place but never calls it as a module (or calls it
+    through ``functional_call``), so hooks a user registered on the original move to the layer, which fires
+    them once per call; the dictionaries move whole, so the handles still remove them. Baking
+    (``share=False``): the plain layer gets copies, as a deep copy of the original would have had.
+    """
+    for name in _MODULE_HOOKS:
+        if name not in source.__dict__:  # a hook kind this torch does not have
+            continue
+        hooks = source.__dict__[name]
+        target.__dict__[name] = hooks if share else copy.copy(hooks)
+        if share:
+            source.__dict__[name] = type(hooks)() if hooks is not None else None
 
 
 _SOURCE = "source."
