@@ -261,7 +261,8 @@ def test_objectives_separate_into_the_kernels() -> None:
 
 
 def test_inference_cache_never_serves_stale_kernels() -> None:
-    """At a fixed ω without autograd the mixed kernels are reused; any change of ω or weights is seen."""
+    """At a fixed ω without autograd the mixed kernels are reused; any change of ω or weights is seen (writes
+    through ``.data`` once ``eval()`` is called)."""
     tmodel = tunable_net().eval()
     x = torch.randn(2, 3, 8, 8)
     omega = torch.tensor([0.3, 0.7])
@@ -279,6 +280,11 @@ def test_inference_cache_never_serves_stale_kernels() -> None:
     tmodel(x, omega=torch.rand(2, 2)).square().mean().backward()
     optimiser.step()
     with torch.no_grad():
+        torch.testing.assert_close(tmodel(x, omega=omega), fresh())
+    with torch.no_grad():
+        for t in tmodel.parameters():
+            t.data.mul_(0.5)  # an old-style EMA update: no version counter sees it ...
+        tmodel.eval()  # ... so eval() (as before a validation pass) drops the cache
         torch.testing.assert_close(tmodel(x, omega=omega), fresh())
     tmodel.double()
     with torch.inference_mode():

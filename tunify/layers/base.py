@@ -138,6 +138,12 @@ class OmegaReader(nn.Module):
         """Freeze φ and whatever α = e_index reads (see :func:`tunify.anchor`)."""
         self.phi.requires_grad_(False)
 
+    def train(self, mode: bool = True) -> OmegaReader:
+        """Also drop the inference cache: ``model.eval()`` before a validation pass then sees weights
+        written through ``.data`` (an old-style EMA update), which no version counter records."""
+        self.__dict__.pop("_cache", None)
+        return super().train(mode)
+
     def cached(
         self, key_omega: Tensor | None, watched: Sequence[dict[str, Any]], slot: str, fn: Callable[[], T]
     ) -> T:
@@ -148,8 +154,9 @@ class OmegaReader(nn.Module):
         parameter shows too. Without autograd the result is keyed on the ω tensor object and version
         counters (bumped by every in-place update), and on where the parameters live (``.to()``,
         ``.half()``, ``.data =``). Tensors made under ``torch.inference_mode`` have no version counter: ω is
-        then compared by value, and weights without one are never cached. This runs on every call of every
-        layer, so it stays lean: one comprehension, keys compared with ``==``.
+        then compared by value, and weights without one are never cached. Writes through ``.data``
+        (``p.data.mul_(…)``) bump no counter: :meth:`train` / ``eval()`` drop the cache. This runs on every
+        call of every layer, so it stays lean: one comprehension, keys compared with ``==``.
         """
         if torch.is_grad_enabled() or torch.compiler.is_compiling() or _transform() is not None:
             return fn()  # inside a torch.func transform the tensors are its wrappers: nothing to keep
