@@ -104,6 +104,18 @@ def test_bad_omega(omega: torch.Tensor, message: str) -> None:
         tmodel(torch.randn(4, 3, 8, 8), omega=omega)
 
 
+@pytest.mark.parametrize("omega", [torch.rand(0, 2), torch.rand(0, 2, 6, 6)])
+def test_an_empty_batch_with_per_sample_omega(omega: torch.Tensor) -> None:
+    """A batch of no samples (the last of a filtered loader, no proposals) with per-sample ω or maps gives
+    the empty output, and ω's gradient is empty; it divided by zero."""
+    tmodel = tunify.convert(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 2, stride=2)), 2)
+    omega = omega.clone().requires_grad_(True)
+    y = tmodel(torch.randn(0, 3, 6, 6), omega=omega)
+    assert y.shape == (0, 4, 2, 2)
+    y.sum().backward()
+    assert omega.grad.shape == omega.shape
+
+
 def test_extrapolation_when_allowed() -> None:
     tmodel = tunify.convert(small_net(), 2, allow_extrapolation=True)
     tmodel(torch.randn(1, 3, 8, 8), omega=torch.tensor([1.5, -0.5]))

@@ -89,6 +89,8 @@ class TunableModel(nn.Module):
             omega = omega.to(device=x.device)
         omega = flatten_constant_map(omega)
         form = omega_form(omega)
+        if form != "shared" and omega.shape[0] == 0:  # an empty batch: any ω gives its empty output
+            omega, form = omega.flatten(2).sum((0, 2)) if form == "map" else omega.sum(0), "shared"
         varies = form == "per_sample" or (form == "map" and omega.shape[0] > 1)
         if form == "map" and batch is not None and omega.shape[0] == 1 < batch and batch_dim == 0:
             # one map per image, so that a layer seeing more items than images knows they are folded patches
