@@ -37,8 +37,8 @@ def _patch_size(conv: nn.Module, x: Tensor) -> tuple[int, ...] | None:
     non-overlapping patches (kernel = stride, no padding, dilation or groups), else None.
 
     1×1 convolutions always: a batched matmul beats a grouped convolution at any size. Larger patches (a
-    U-Net's 2×2 stride-2 downsampling) while the work per sample, counted on the output grid, stays under
-    the loop bounds; beyond them oneDNN's strided convolution beats copying the input into patches (a
+    U-Net's 2×2 stride-2 downsampling) on the CPU while the work per sample, counted on the output grid,
+    stays under the loop bounds; beyond them oneDNN's strided convolution beats copying the input into patches (a
     ConvNeXt 2×2 downsampling at 56×56, or a ViT's patch embedding: 1.3–1.6× the time).
     """
     kernel = tuple(conv.kernel_size)
@@ -51,8 +51,8 @@ def _patch_size(conv: nn.Module, x: Tensor) -> tuple[int, ...] | None:
         return None
     if all(k == 1 for k in kernel):
         return kernel
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():  # the choice would fix the input size
-        return None
+    if x.device.type != "cpu" or torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return None  # measured on the CPU only; compiled or traced, the choice would fix the input size
     pixels = math.prod(s // k for s, k in zip(x.shape[2:], kernel, strict=True))
     macs = pixels * conv.in_channels * conv.out_channels * math.prod(kernel)
     return kernel if pixels < LOOP_MIN_PIXELS and macs < LOOP_MIN_MACS else None
