@@ -96,6 +96,8 @@ def test_named_parameters_become_tunable() -> None:
         (torch.rand(3, 2), r"omega has shape \(3, 2\); expected \(2,\) .* \(4, 2\) with one row"),
         (torch.tensor([0.5, float("nan")]), "NaN or inf"),
         (torch.tensor([0.5, 1.5]), r"must lie in \[0, 1\]"),
+        ("0.5,0.5", "a tensor or a sequence of numbers, got str '0.5,0.5'"),
+        ([[0.5], [0.5, 0.2]], "a tensor or a sequence of numbers, got list"),
     ],
 )
 def test_bad_omega(omega: torch.Tensor, message: str) -> None:

@@ -166,7 +166,12 @@ def check_omega(
         ValueError: naming the problem: type, shape (with the expected p and batch size), NaN/inf, range.
     """
     if not isinstance(omega, Tensor):
-        omega = torch.as_tensor(omega, dtype=torch.get_default_dtype())
+        try:
+            omega = torch.as_tensor(omega, dtype=torch.get_default_dtype())
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(
+                f"omega must be a tensor or a sequence of numbers, got {type(omega).__name__} {omega!r:.60}"
+            ) from None
     if not omega.is_floating_point():
         omega = omega.to(torch.get_default_dtype())
     if omega.ndim >= 3 and (omega.ndim == 1 + len(grid) if grid is not None else omega.shape[1] != p):
