@@ -184,6 +184,60 @@ def test_torch_compile() -> None:
             torch.testing.assert_close(compiled(x, omega=omega), tmodel(x, omega=omega), atol=1e-5, rtol=1e-5)
 
 
+class BreakingNet(nn.Module):
+    """Depthwise and strided convolutions around a call dynamo cannot trace (as NAFNet's LayerNorm Function)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.down = nn.Conv2d(8, 3, 2, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        torch._dynamo.graph_break()
+        return self.down(self.depthwise(h))
+
+
+def test_torch_compile_traces_the_whole_call() -> None:
+    """Dynamo traces a converted network as one graph (it could not trace the ContextVar that carries ω, so it
+    gave up on the call and compiled every layer alone, recompiling per shape); per-sample ω adds the one
+    eager layout check of the first call."""
+    tmodel = tunable_net().eval()
+    x = torch.randn(2, 3, 8, 8)
+    assert torch._dynamo.explain(tmodel)(x, omega=torch.tensor([0.2, 0.8])).graph_break_count == 0
+    assert torch._dynamo.explain(copy.deepcopy(tmodel))(x, omega=torch.rand(2, 2)).graph_break_count == 1
+
+
+def test_torch_compile_resumes_after_a_graph_break_in_the_network() -> None:
+    torch.manual_seed(0)
+    tmodel = spread_copies(tunify.convert(BreakingNet(), 2), scale=0.3)
+    compiled = torch.compile(tmodel, backend="aot_eager")
+    x = torch.randn(3, 3, 8, 8)
+    for omega in (torch.tensor([0.2, 0.8]), torch.rand(3, 2), torch.rand(3, 2, 8, 8)):
+        expected = tmodel(x, omega=omega)
+        expected_grads = torch.autograd.grad(expected.square().sum(), list(tmodel.parameters()))
+        y = compiled(x, omega=omega)
+        grads = torch.autograd.grad(y.square().sum(), list(tmodel.parameters()))
+        torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
+        for g, e in zip(grads, expected_grads, strict=True):
+            torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_torch_compile_inductor_trains_per_sample_with_a_dynamic_batch() -> None:
+    """Inductor cannot lower a convolution whose groups are symbolic: compiled per-sample calls mix the
+    vertex kernels' outputs instead of folding the batch into groups (depthwise and strided ones failed)."""
+    torch.manual_seed(0)
+    tmodel = spread_copies(tunify.convert(BreakingNet(), 2), scale=0.3)
+    compiled = torch.compile(tmodel, dynamic=True)
+    for batch in (3, 5):
+        x, omega = torch.randn(batch, 3, 8, 8), torch.rand(batch, 2)
+        y = compiled(x, omega=omega)
+        y.square().sum().backward()
+        torch.testing.assert_close(y, tmodel(x, omega=omega), atol=1e-5, rtol=1e-5)
+
+
 def test_threads_do_not_see_each_others_omega() -> None:
     tmodel = tunable_net().eval()
     x = torch.randn(1, 3, 8, 8)

@@ -13,7 +13,13 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..layers import TunableMultiheadAttention, TunableTensor, check_omega, omega_form, use_omega
 from ..layers.base import OmegaReader
 from ..layers.generic import vmap_cannot_run, vmap_over_samples
-from ..layers.omega import PerSampleRowsError, flatten_constant_map, rows_were_folded
+from ..layers.omega import (
+    PerSampleRowsError,
+    enter_traced,
+    exit_traced,
+    flatten_constant_map,
+    rows_were_folded,
+)
 from ..layers.recompute import ForwardCalls
 from .config import ConvertConfig
 from .layout import evaluating, rows_follow_samples
@@ -102,6 +108,11 @@ class TunableModel(nn.Module):
         compiled = torch.compiler.is_compiling() and not torch.compiler.is_exporting()
         if varies and compiled and not self._rows_checked:
             torch.compiler.disable(self._check_rows_eagerly)(omega, args, kwargs)
+        if compiled and not (varies and self._vmap_per_sample):
+            enter_traced(omega)  # no with/try block: dynamo resumes after graph breaks inside the network
+            out = self.base_model(*args, **kwargs)
+            exit_traced()
+            return out
         if not (varies and self._vmap_per_sample):
             try:
                 with use_omega(omega):

@@ -11,6 +11,8 @@ patches, or on a small map (pooled features, a 4×4 bottleneck) one product with
 (:meth:`~tunify.layers.TunableLayer.per_sample_rows`). A per-pixel ω map runs the convolution with the
 source's vertex kernels and mixes the outputs pixel by pixel (a convolution is linear in its kernel, so
 this is exactly Σ_i α_i(x)·(k_i ∗ input)(x) + Σ_i α_i(x)·b_i), with the map resampled to the output grid.
+Compiled, the other per-sample convolutions run that way too, one ω per image (inductor cannot lower a
+convolution whose groups are a dynamic batch).
 """
 
 from __future__ import annotations
@@ -117,6 +119,11 @@ class _TunableConvBase(TunableLayer):
 
     def _per_sample(self, x: Tensor, omega: Tensor, extra: tuple) -> Tensor:
         check_rows(omega, x.shape[0], type(self.base_layer).__name__)
+        compiled = torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+        if compiled and x.shape[0] == omega.shape[0]:
+            # inductor cannot lower a convolution whose groups are symbolic (a dynamic batch: depthwise and
+            # strided ones fail), so a compiled call mixes the vertex kernels' outputs per sample instead
+            return self._per_pixel(x, omega.reshape(*omega.shape, *(1,) * self.ndim), extra)
         tensors = self.source(self.alpha(omega))  # weight [B, *shape], bias [B, Cout]
         b = omega.shape[0]
         if _loop_over_samples(self.base_layer, x, self.ndim):

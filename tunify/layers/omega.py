@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,13 @@ from torch import Tensor
 _OMEGA: ContextVar[Tensor | None] = ContextVar("tunify_omega", default=None)
 _GRID: ContextVar[list[tuple[int, ...]] | None] = ContextVar("tunify_grid", default=None)
 _FOLDED: ContextVar[list[int] | None] = ContextVar("tunify_folded", default=None)
+
+_TRACED: list[tuple[Tensor, list[tuple[int, ...]], list[int]]] = []
+"""The (ω, grids, folded rows) of the calls ``torch.compile`` runs. Dynamo cannot trace ``ContextVar.set``:
+it gave up on the whole call and compiled every layer as a graph of its own (recompiled per shape, up to
+failing in inductor). A plain list it traces, and a traced graph takes ω as an input. Where dynamo breaks
+the network into several graphs the list holds ω between them, so two threads running the same compiled
+network with graph breaks could see each other's ω (eager calls never use it)."""
 
 OmegaForm = Literal["shared", "per_sample", "map"]
 
@@ -43,6 +50,13 @@ class PerSampleRowsError(ValueError):
 @contextmanager
 def use_omega(omega: Tensor) -> Iterator[None]:
     """Make ``omega`` ((p,), (B, p) or a map (B, p, *S)) visible to every tunable layer run inside the block."""
+    if torch.compiler.is_compiling():
+        enter_traced(omega)
+        try:
+            yield
+        finally:
+            exit_traced()
+        return
     token = _OMEGA.set(omega)
     grid_token = _GRID.set([])
     folded_token = _FOLDED.set([])
@@ -54,9 +68,37 @@ def use_omega(omega: Tensor) -> Iterator[None]:
         _OMEGA.reset(token)
 
 
+def enter_traced(omega: Tensor) -> None:
+    """:func:`use_omega` for code ``torch.compile`` traces without a ``with`` block: dynamo cannot resume
+    after a graph break inside a ``with`` or ``try`` block, so a network that breaks one (NAFNet's LayerNorm
+    Function) would make it give up on the whole call. Pair with :func:`exit_traced`."""
+    _TRACED.append((omega, [], []))
+
+
+def exit_traced() -> None:
+    _TRACED.pop()
+
+
 def current_omega() -> Tensor | None:
     """The ω of the enclosing :func:`use_omega` block, or None."""
-    return _OMEGA.get()
+    return _call_state(_OMEGA, 0)
+
+
+def _grids() -> list[tuple[int, ...]] | None:
+    return _call_state(_GRID, 1)
+
+
+def _folded() -> list[int] | None:
+    return _call_state(_FOLDED, 2)
+
+
+def _call_state(var: ContextVar, index: int) -> Any:
+    """The current call's entry: traced by torch.compile, or run eagerly inside a compiled call (the parts
+    of a network dynamo could not trace), from :data:`_TRACED`; otherwise from the context variable."""
+    if _TRACED and torch.compiler.is_compiling():
+        return _TRACED[-1][index]
+    value = var.get()
+    return _TRACED[-1][index] if value is None and _TRACED else value
 
 
 def omega_form(omega: Tensor) -> OmegaForm:
@@ -94,13 +136,13 @@ def flatten_constant_map(omega: Tensor) -> Tensor:
 
 def note_grid(size: Sequence[int]) -> None:
     """Record the output grid of the last spatially mixed layer (tensors mixed per pixel follow it)."""
-    grids = _GRID.get()
+    grids = _grids()
     if grids is not None:
         grids.append(tuple(size))
 
 
 def last_grid() -> tuple[int, ...] | None:
-    grids = _GRID.get()
+    grids = _grids()
     return grids[-1] if grids else None
 
 
@@ -216,7 +258,7 @@ def check_omega(
 def rows_were_folded() -> bool:
     """Whether a layer of the current call took per-sample ω on more rows than samples (see
     :func:`check_rows`)."""
-    return bool(_FOLDED.get())
+    return bool(_folded())
 
 
 def check_rows(omega: Tensor, n: int, where: str) -> None:
@@ -225,7 +267,7 @@ def check_rows(omega: Tensor, n: int, where: str) -> None:
     Window attention and similar code fold extra items into the batch dimension sample by sample
     (B·k rows, sample-major); the layers then apply each ω row to its k consecutive input rows.
     """
-    folded = _FOLDED.get()
+    folded = _folded()
     if folded is not None and n != omega.shape[0]:
         folded.append(n)
     if n % omega.shape[0]:
