@@ -2,6 +2,7 @@
 
 A :class:`~tunify.TunableModel` call sets ω in a :class:`contextvars.ContextVar` for the duration of the
 call, so concurrent calls in other threads or tasks never see each other's ω and nothing outlives the call.
+Under ``torch.compile``, which cannot trace a context variable, ω rides a plain list instead (:data:`_TRACED`).
 Gradient checkpointing re-runs parts of the forward pass during ``backward()``, after the call has
 returned: there layers take the ω of the call being recomputed from :mod:`tunify.layers.recompute`.
 
