@@ -226,8 +226,8 @@ def test_torch_compile_resumes_after_a_graph_break_in_the_network() -> None:
 
 @pytest.mark.slow
 def test_torch_compile_inductor_trains_per_sample_with_a_dynamic_batch() -> None:
-    """Inductor cannot lower a convolution whose groups are symbolic: compiled per-sample calls mix the
-    vertex kernels' outputs instead of folding the batch into groups (depthwise and strided ones failed)."""
+    """Inductor failed on folded per-sample convolutions (depthwise, strided) once sizes were dynamic:
+    compiled per-sample calls run the p kernels and mix their outputs."""
     torch.manual_seed(0)
     tmodel = spread_copies(tunify.convert(BreakingNet(), 2), scale=0.3)
     compiled = torch.compile(tmodel, dynamic=True)

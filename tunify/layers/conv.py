@@ -11,8 +11,8 @@ patches, or on a small map (pooled features, a 4×4 bottleneck) one product with
 (:meth:`~tunify.layers.TunableLayer.per_sample_rows`). A per-pixel ω map runs the convolution with the
 source's vertex kernels and mixes the outputs pixel by pixel (a convolution is linear in its kernel, so
 this is exactly Σ_i α_i(x)·(k_i ∗ input)(x) + Σ_i α_i(x)·b_i), with the map resampled to the output grid.
-Compiled, the other per-sample convolutions run that way too, one ω per image (inductor cannot lower a
-convolution whose groups are a dynamic batch).
+Compiled, the other per-sample convolutions run that way too, one ω per image: inductor fails to lower
+folded or per-sample convolutions once sizes are dynamic, and p convolutions with fixed kernels it lowers.
 """
 
 from __future__ import annotations
@@ -121,8 +121,9 @@ class _TunableConvBase(TunableLayer):
         check_rows(omega, x.shape[0], type(self.base_layer).__name__)
         compiled = torch.compiler.is_compiling() and not torch.compiler.is_exporting()
         if compiled and x.shape[0] == omega.shape[0]:
-            # inductor cannot lower a convolution whose groups are symbolic (a dynamic batch: depthwise and
-            # strided ones fail), so a compiled call mixes the vertex kernels' outputs per sample instead
+            # inductor fails to lower per-sample convolutions, folded or one per sample, once their sizes
+            # are dynamic (a varying batch or image size, a network compiled layer by layer around graph
+            # breaks), so a compiled call mixes the vertex kernels' outputs per sample: p convolutions
             return self._per_pixel(x, omega.reshape(*omega.shape, *(1,) * self.ndim), extra)
         tensors = self.source(self.alpha(omega))  # weight [B, *shape], bias [B, Cout]
         b = omega.shape[0]
