@@ -2,6 +2,7 @@
 
     python benchmarks/overhead_models.py                       # CPU, small configs (README table)
     python benchmarks/overhead_models.py --device cuda --size 128 --batch 8 --full
+    python benchmarks/overhead_models.py --compile --out benchmarks/results/overhead_models_compiled.json
 
 Three comparisons per network, each timed in alternating rounds so both sides see the same machine state
 (the ratio is the median over rounds of tunable / plain): a forward at one ω shared by the batch, a training
@@ -59,6 +60,8 @@ def measure(name: str, overrides: dict[str, Any], args: argparse.Namespace) -> l
     per_sample = torch.rand(args.batch, 2, device=args.device)
     plain.eval(), tmodel.eval()
     baked = tunify.bake(tmodel, shared.cpu()).to(args.device).eval()
+    if args.compile:  # every side compiled alike (the warm-up rounds compile each mode)
+        plain, tmodel, baked = (torch.compile(m) for m in (plain, tmodel, baked))
     cases = [
         ("noise floor: plain vs plain", forward(plain, x, None), forward(plain, x, None)),
         ("forward, shared ω", forward(plain, x, None), forward(tmodel, x, shared)),
@@ -96,6 +99,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--full", action="store_true", help="the registered configurations, not reduced")
+    parser.add_argument("--compile", action="store_true", help="torch.compile every network (inductor)")
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "overhead_models.json"
     )
@@ -112,6 +116,7 @@ def main() -> None:
         size=args.size,
         batch=args.batch,
         rounds=args.rounds,
+        compile=args.compile,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"config": meta, "rows": rows}, indent=1) + "\n")
