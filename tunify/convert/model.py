@@ -103,16 +103,20 @@ class TunableModel(nn.Module):
             omega = omega.expand(batch, *omega.shape[1:])
         if varies and batch_dim != 0:  # the layers take the batch in dimension 0: run sample by sample
             return self._sample_by_sample(omega, args, kwargs, batch_dim)
-        # compiled: the first per-sample call checks the layout outside the graph (disable: a graph break);
-        # exported: tunify.export makes an eager call before its trace
         compiled = torch.compiler.is_compiling() and not torch.compiler.is_exporting()
-        if varies and compiled and not self._rows_checked:
-            torch.compiler.disable(self._check_rows_eagerly)(omega, args, kwargs)
         if compiled and not (varies and self._vmap_per_sample):
             enter_traced(omega)  # no with/try block: dynamo resumes after graph breaks inside the network
             out = self.base_model(*args, **kwargs)
+            folded = varies and rows_were_folded()  # known while tracing: it depends on shapes only
             exit_traced()
-            return out
+            if not folded or self._rows_checked:
+                return out
+            # the first compiled call that folds rows checks the layout outside the graph (disable: a graph
+            # break; a network that folds none compiles with fullgraph=True); exported: tunify.export makes
+            # an eager call before its trace
+            torch.compiler.disable(self._check_rows_eagerly)(omega, args, kwargs)
+            if not self._vmap_per_sample:
+                return out
         if not (varies and self._vmap_per_sample):
             try:
                 with use_omega(omega):
