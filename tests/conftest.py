@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # it starts) would only compete for the cores the other workers use
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
+
+
+@contextmanager
+def num_threads(threads: int) -> Iterator[None]:
+    """Run the block on ``threads`` intra-op threads (some layer paths depend on it), then restore them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 import tunify
-from tests.conftest import spread_copies
+from tests.conftest import num_threads, spread_copies
 
 
 class CheckpointedNet(nn.Module):
@@ -108,9 +108,7 @@ def test_channels_last_model_and_inputs(threads: int) -> None:
     tmodel = spread_copies(tunify.convert(ChannelsLastNet(), 2), scale=0.3)
     channels_last = copy.deepcopy(tmodel).to(memory_format=torch.channels_last)
     x = torch.randn(3, 3, 8, 8)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with num_threads(threads):
         for omega in (torch.tensor([0.3, 0.7]), torch.rand(3, 2), torch.rand(3, 2, 8, 8)):
             results = []
             for model, inputs in (
@@ -125,8 +123,6 @@ def test_channels_last_model_and_inputs(threads: int) -> None:
             torch.testing.assert_close(y_last, y, atol=1e-5, rtol=1e-5)
             for g_last, g in zip(grads_last, grads, strict=True):
                 torch.testing.assert_close(g_last, g, atol=1e-5, rtol=1e-5)
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_torch_func_transforms_leave_nothing_behind() -> None:

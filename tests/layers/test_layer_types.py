@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from tests.conftest import spread_copies
+from tests.conftest import num_threads, spread_copies
 from tunify.layers import TunableModule, factory_for, use_omega
 from tunify.layers import conv as conv_module
 
@@ -132,16 +132,12 @@ def test_patch_convolutions_per_sample(kernel, size: tuple[int, ...], threads: i
     tunable = spread_copies(factory_for(conv)(conv, 2), scale=0.5)
     x, omega = torch.randn(3, 4, *size), torch.rand(3, 2)
     patched = []
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with num_threads(threads):
         y, grads = _per_sample_outputs_and_grads(tunable, x, omega, "fold")
         with pytest.MonkeyPatch.context() as patch:
             rows = conv_module._patch_rows
             patch.setattr(conv_module, "_patch_rows", lambda *a: patched.append(1) or rows(*a))
             y_patches, grads_patches = _per_sample_outputs_and_grads(tunable, x, omega, "patches")
-    finally:
-        torch.set_num_threads(before)
     assert patched
     torch.testing.assert_close(y_patches, y, atol=1e-5, rtol=1e-4)
     for g_patches, g in zip(grads_patches, grads, strict=True):

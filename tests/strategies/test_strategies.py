@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import tunify
+from tests.conftest import num_threads
 from tunify.convert import ConversionError
 from tunify.convert.io import load_strict, read_checkpoint
 from tunify.strategies import get_strategy, strategy_names
@@ -173,12 +174,8 @@ def test_few_rows_per_sample_match_each_sample_alone(case: str, independent: boo
     per-sample weights (16 rows on one thread, 25 rows)."""
     tmodel = train_a_little(convert(case, PooledNet(), independent=independent))
     x, omega = torch.randn(4, 3, 10, 10), torch.rand(4, 2)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with num_threads(threads):
         _check_per_sample_against_alone(tmodel, x, omega)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _check_per_sample_against_alone(tmodel: tunify.TunableModel, x: Tensor, omega: Tensor) -> None:

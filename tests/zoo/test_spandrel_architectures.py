@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 import tunify
-from tests.conftest import spread_copies
+from tests.conftest import num_threads, spread_copies
 
 spandrel_architectures = pytest.importorskip("spandrel.architectures")
 
@@ -360,10 +360,8 @@ NOT_BUILDABLE: dict[str, str] = {}
 def _one_thread() -> Iterator[None]:
     """These networks are tiny: with two intra-op threads each small op pays for synchronisation, and the
     file took 4x the CPU time it takes on one thread (143 s against 36 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with num_threads(1):
+        yield
 
 
 def _shapes(net: nn.Module) -> dict[str, tuple[int, ...]]:
