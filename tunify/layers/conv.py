@@ -40,8 +40,8 @@ def _patch_size(conv: nn.Module, x: Tensor) -> tuple[int, ...] | None:
 
     1×1 convolutions always: a batched matmul beats a grouped convolution at any size. Larger patches (a
     U-Net's 2×2 stride-2 downsampling) on the CPU while the work per sample, counted on the output grid,
-    stays under the loop bounds; beyond them oneDNN's strided convolution beats copying the input into patches (a
-    ConvNeXt 2×2 downsampling at 56×56, or a ViT's patch embedding: 1.3–1.6× the time).
+    stays under the loop bounds; beyond them oneDNN's strided convolution beats copying the input into
+    patches (a ConvNeXt 2×2 downsampling at 56×56, or a ViT's patch embedding: 1.3–1.6× the time).
     """
     kernel = tuple(conv.kernel_size)
     if isinstance(conv.padding, str):  # "same" pads nothing around a 1×1 kernel
@@ -53,8 +53,8 @@ def _patch_size(conv: nn.Module, x: Tensor) -> tuple[int, ...] | None:
         return None
     if all(k == 1 for k in kernel):
         return kernel
-    if x.device.type != "cpu" or torch.compiler.is_compiling() or torch.jit.is_tracing():
-        return None  # measured on the CPU only; compiled or traced, the choice would fix the input size
+    if not _sized_on_cpu(x):
+        return None
     pixels = math.prod(s // k for s, k in zip(x.shape[2:], kernel, strict=True))
     macs = pixels * conv.in_channels * conv.out_channels * math.prod(kernel)
     return kernel if pixels < LOOP_MIN_PIXELS and macs < LOOP_MIN_MACS else None
@@ -73,13 +73,19 @@ def _patch_rows(x: Tensor, kernel: tuple[int, ...]) -> tuple[Tensor, list[int]]:
     return patches.reshape(b, c * math.prod(kernel), math.prod(out)), out
 
 
+def _sized_on_cpu(x: Tensor) -> bool:
+    """Whether a choice may follow ``x``'s size: on the CPU, where the bounds were measured, and eager
+    (compiled or traced, a choice made on the size would fix it into the graph)."""
+    return x.device.type == "cpu" and not (torch.compiler.is_compiling() or torch.jit.is_tracing())
+
+
 def _loop_over_samples(conv: nn.Module, x: Tensor, ndim: int) -> bool:
     """Whether per-sample convolutions are faster one sample at a time (see the module docstring); never
     while tracing or compiling, where a loop would fix the batch size into the graph. A depthwise
     convolution is grouped already, so folding the batch into its groups is the original operation on a
     wider input: it folds up to twice the pixels (a 32-channel 3×3 one at 64×64: 0.6× the loop's time,
     forward and backward; from about 80×80 the faster side varies from run to run)."""
-    if x.device.type != "cpu" or torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if not _sized_on_cpu(x):
         return False
     pixels = x.shape[-ndim:].numel()
     macs = pixels * conv.in_channels * conv.out_channels // conv.groups * math.prod(conv.kernel_size)

@@ -3,8 +3,7 @@
 A shared ω mixes the weight once and runs ``F.linear``. Per-sample ω mixes one weight per sample and runs
 one batched matrix multiply (one vector or a few tokens per sample go through the vertex weights instead);
 extra leading rows per sample (B·k, as in window attention) and token dimensions ride along in the matrix
-rows. A linear
-layer sees no pixel grid, so an ω map acts through its average over the image (per sample).
+rows. A linear layer sees no pixel grid, so an ω map acts through its average over the image (per sample).
 """
 
 from __future__ import annotations
