@@ -11,7 +11,7 @@ from torch import nn
 
 import tunify
 from tests.conftest import spread_copies
-from tunify.layers.base import make_phi
+from tunify.layers.reader import make_phi
 
 CORNERS = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
 

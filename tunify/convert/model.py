@@ -11,7 +11,6 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers import TunableMultiheadAttention, TunableTensor, check_omega, omega_form, use_omega
-from ..layers.base import OmegaReader
 from ..layers.generic import vmap_cannot_run, vmap_over_samples
 from ..layers.omega import (
     PerSampleRowsError,
@@ -20,6 +19,7 @@ from ..layers.omega import (
     flatten_constant_map,
     rows_were_folded,
 )
+from ..layers.reader import OmegaReader
 from ..layers.recompute import ForwardCalls
 from .config import ConvertConfig
 from .layout import evaluating, rows_follow_samples

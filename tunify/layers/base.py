@@ -1,42 +1,31 @@
-"""The common machinery of tunable layers: the affine map φ, reading ω, and the layer/source split.
+"""The tunable layer: the original module's operation fed by a source of tensors at α = φ(ω).
 
-Initialisation (the choice tunify makes): a source starts at the pretrained tensors for every α that sums to
-one, and φ starts as α = ω − mean(ω) + 1/p, i.e. weight ``I − 1/p`` and bias ``1/p``. The α always sum to
-one, so a freshly converted layer computes exactly the pretrained layer for every ω, and yet α_i moves with
-ω_i, so the gradient of an objective weighted by ω_i reaches the i-th copy most strongly from the first step.
-
-That map is made for ω on the simplex (Σω = 1, the paper's trade-offs): it sends ω and ω + c·1 to the same α,
-so it cannot tell apart the corners (0, 0) and (1, 1) of independent knobs. For those (``independent=True``)
-a source takes p + 1 entries, a base one and one per ω entry, and φ starts as α = (ω_1, …, ω_p, 1 − Σω):
-still summing to one, and a different network at every corner of [0, 1]^p.
+:class:`TunableLayer` keeps the original module (its hyper-parameters, its non-tunable tensors) and asks its
+source for the tunable ones; subclasses (convolutions, Linear, attention, any module) run the operation for
+ω shared by the batch, per sample, or per pixel. Reading ω and mapping it through φ is the business of
+:class:`~tunify.layers.reader.OmegaReader`, which tunable tensors share.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
-from torch.utils._pytree import tree_flatten
 
 from .bank import KernelBank
-from .omega import (
-    MissingOmegaError,
-    PerSampleRowsError,
-    current_omega,
-    flatten_constant_map,
-    in_backward,
-    map_mean,
-    omega_form,
-    shared_row,
-)
-from .source import TensorSource, without_autocast
+from .hooks import take_hooks
+from .metadata_only import MetadataOnlyTensor
+from .omega import PerSampleRowsError, current_omega, flatten_constant_map, map_mean, omega_form, shared_row
+from .reader import OmegaReader, check_kernels, check_p, make_phi
+from .source import TensorSource
 
-T = TypeVar("T")
+_is_batched: Callable[[Tensor], bool] = torch._C._functorch.is_batchedtensor
+"""Whether ω is a per-sample row under ``torch.func.vmap``."""
 
 SourceFactory = Callable[[nn.Module, dict[str, Tensor], int], TensorSource]
 """``factory(base_layer, tensors, kernels)``: builds a layer's source from its pretrained tensors."""
@@ -46,151 +35,6 @@ VERTEX_MAX_ROWS = 16
 Linear) through the vertex weights (:meth:`TunableLayer.uses_vertices`). Measured on NAFNet-width32 at
 64×64 (a 4×4 bottleneck of 512 channels), batch 4, p = 2: its per-sample training step 2.00× → 1.63× the
 plain network's on 2 CPU threads; on one thread per-sample weights stay faster (1.42× against 1.53×)."""
-
-
-def check_p(p: int) -> None:
-    if not isinstance(p, int) or isinstance(p, bool) or p < 1:
-        raise ValueError(f"p (the number of tunable parameters) must be an integer >= 1, got {p!r}")
-
-
-def check_kernels(p: int, kernels: int | None) -> int:
-    """The length of α: p (ω on the simplex) or p + 1 (independent ω entries)."""
-    kernels = p if kernels is None else kernels
-    if kernels not in (p, p + 1):
-        raise ValueError(f"kernels must be p ({p}) or p + 1 ({p + 1}), got {kernels!r}")
-    return kernels
-
-
-def mixing_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The precision kernels are mixed in when exactness matters (φ, baking): at least float32, so a
-    half-precision sum of p kernels keeps its digits and a float64 network stays float64."""
-    return torch.promote_types(dtype, torch.float32)
-
-
-def make_phi(p: int, kernels: int | None = None, like: Tensor | None = None) -> nn.Linear:
-    """φ: ℝ^p → ℝ^kernels, affine, with Σα = 1 for every ω (see the module docstring).
-
-    ``kernels = p``: α = ω − mean(ω) + 1/p. ``kernels = p + 1``: α = (ω, 1 − Σω), the last entry the base.
-    ``like``: the tensor φ will feed, whose device it takes, in :func:`mixing_dtype` of its dtype.
-    """
-    kernels = check_kernels(p, kernels)
-    factory = {} if like is None else dict(device=like.device, dtype=mixing_dtype(like.dtype))
-    phi = nn.Linear(p, kernels, **factory)
-    with torch.no_grad():
-        if kernels == p:
-            phi.weight.copy_(torch.eye(p) - 1.0 / p)
-            phi.bias.fill_(1.0 / p)
-        else:
-            phi.weight.copy_(torch.cat([torch.eye(p), -torch.ones(1, p)]))
-            phi.bias.copy_(torch.eye(kernels)[-1])
-    return phi
-
-
-class OmegaReader(nn.Module):
-    """Reads the ω of the current call and maps it through this module's ``phi``."""
-
-    p: int
-    kernels: int
-    phi: nn.Linear
-    _last_omega: Tensor | None = None
-
-    def omega(self) -> Tensor:
-        """The ω of the current call: (p,), (B, p) or a map (B, p, *S)."""
-        omega = current_omega()
-        if omega is None:
-            recomputed = self._omega_of_recomputation() if in_backward() else None
-            if recomputed is not None:
-                return recomputed
-            raise MissingOmegaError(
-                f"{type(self).__name__} ran without omega: call the TunableModel as model(x, omega=...) "
-                "or run the layer inside tunify.use_omega(omega)"
-            )
-        if _transform() is None:  # ω wrapped by vmap or grad must not outlive the transform
-            self.__dict__["_last_omega"] = omega  # a plain attribute: nn.Module's __setattr__ costs a call
-        return omega
-
-    def _omega_of_recomputation(self) -> Tensor | None:
-        """The ω of a checkpointed segment recomputed in backward: the converted network's record of its
-        forward calls (:mod:`tunify.layers.recompute`), else this layer's last ω (used outside one)."""
-        calls = self.__dict__.get("_forward_calls")
-        omega = calls.for_backward(type(self).__name__) if calls is not None else None
-        return omega if omega is not None else self._last_omega
-
-    def alpha(self, omega: Tensor | None = None) -> Tensor:
-        """α = φ(ω): (kernels,) for a shared ω, (B, kernels) per sample, (B, kernels, *S) for a map."""
-        omega = self.omega() if omega is None else omega
-        return without_autocast(self._phi, omega)  # α feeds the (cached) mixing: in φ's own precision
-
-    def _phi(self, omega: Tensor) -> Tensor:
-        phi = self._modules["phi"]
-        weight, bias = phi.weight, phi.bias
-        omega = omega.to(weight.dtype)
-        if omega_form(omega) == "map":
-            return F.linear(omega.movedim(1, -1), weight, bias).movedim(-1, 1)
-        return F.linear(omega, weight, bias)  # not phi(ω): a module call costs more than the product
-
-    def alpha_exact(self, omega: Tensor) -> Tensor:
-        """α at a shared ω in :func:`mixing_dtype` of φ's, for baking (a half-precision φ would round α)."""
-        dtype = mixing_dtype(self.phi.weight.dtype)
-        return F.linear(omega.to(dtype), self.phi.weight.to(dtype), self.phi.bias.to(dtype))
-
-    def anchor(self, index: int) -> None:
-        """Freeze φ and whatever α = e_index reads (see :func:`tunify.anchor`)."""
-        self.phi.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> OmegaReader:
-        """Also drop the inference cache: ``model.eval()`` before a validation pass then sees weights
-        written through ``.data`` (an old-style EMA update), which no version counter records."""
-        self.__dict__.pop("_cache", None)
-        return super().train(mode)
-
-    def cached(
-        self, key_omega: Tensor | None, watched: Sequence[dict[str, Any]], slot: str, fn: Callable[[], T]
-    ) -> T:
-        """``fn()``, kept at inference until ``key_omega`` or a parameter in ``watched`` changes.
-
-        So a network applied image after image with one ω mixes its kernels once and then costs what the
-        original costs. ``watched`` holds the ``_parameters`` dicts that ``fn`` reads, so a replaced
-        parameter shows too. Without autograd the result is keyed on the ω tensor object and version
-        counters (bumped by every in-place update), and on where the parameters live (``.to()``,
-        ``.half()``, ``.data =``). Tensors made under ``torch.inference_mode`` have no version counter: ω is
-        then compared by value, and weights without one are never cached. Writes through ``.data``
-        (``p.data.mul_(…)``) bump no counter: :meth:`train` / ``eval()`` drop the cache. This runs on every
-        call of every layer, so it stays lean: one comprehension, keys compared with ``==``.
-        """
-        if torch.is_grad_enabled() or torch.compiler.is_compiling() or _transform() is not None:
-            return fn()  # inside a torch.func transform the tensors are its wrappers: nothing to keep
-        try:
-            weights = [
-                (t._version, t.data_ptr()) for params in watched for t in params.values() if t is not None
-            ]
-        except RuntimeError:  # an inference-mode tensor: no version counter, so never cached
-            return fn()
-        omega_key = _omega_key(key_omega)
-        cache = self.__dict__.setdefault("_cache", {})
-        hit = cache.get(slot)
-        if hit is not None and hit[1] == omega_key and hit[0] == weights:
-            return hit[2]
-        result = fn()
-        cache[slot] = (weights, omega_key, result, key_omega)  # ω kept alive: its id stays its own
-        return result
-
-
-def _omega_key(omega: Tensor | None) -> tuple | None:
-    """What identifies ω for the cache: the tensor's id and version, or its values when it has no version."""
-    if omega is None:
-        return None
-    try:
-        return ("tensor", id(omega), omega._version)
-    except RuntimeError:  # made under torch.inference_mode
-        return ("values", tuple(omega.reshape(-1).tolist()), omega.device)
-
-
-_is_batched: Callable[[Tensor], bool] = torch._C._functorch.is_batchedtensor
-"""Whether ω is a per-sample row under ``torch.func.vmap``."""
-
-_transform: Callable[[], Any] = torch._C._functorch.peek_interpreter_stack
-"""The innermost active ``torch.func`` transform (vmap, grad, jvp …), or None outside them."""
 
 
 def get_tensor(module: nn.Module, name: str) -> Tensor | None:
@@ -275,7 +119,7 @@ class TunableLayer(OmegaReader):
         for name in self.tensor_names:
             set_parameter(base_layer, name, None)
         self.base_layer = base_layer
-        _take_hooks(base_layer, self)
+        take_hooks(base_layer, self)
         self._register_state_dict_hook(_flatten_source_keys)
         self._register_load_state_dict_pre_hook(_nest_source_keys, with_module=True)
 
@@ -401,7 +245,7 @@ class TunableLayer(OmegaReader):
         tensor's dtype.
         """
         plain = copy.deepcopy(self.base_layer)
-        _take_hooks(self, plain, share=False)
+        take_hooks(self, plain, share=False)
         alpha = self.alpha_exact(omega)
         source = copy.deepcopy(self.source).to(alpha.dtype)
         values = source(alpha)
@@ -413,35 +257,6 @@ class TunableLayer(OmegaReader):
     def extra_repr(self) -> str:
         kernels = f", kernels={self.kernels}" if self.kernels != self.p else ""
         return f"p={self.p}{kernels}, tunable={list(self.tensor_names)}"
-
-
-_MODULE_HOOKS = (
-    "_forward_pre_hooks",
-    "_forward_pre_hooks_with_kwargs",
-    "_forward_hooks",
-    "_forward_hooks_with_kwargs",
-    "_forward_hooks_always_called",
-    "_backward_pre_hooks",
-    "_backward_hooks",
-    "_is_full_backward_hook",
-)
-
-
-def _take_hooks(source: nn.Module, target: nn.Module, *, share: bool = True) -> None:
-    """Give ``target`` the forward and backward hooks registered on ``source``.
-
-    Converting: a tunable layer runs in its original's place but never calls it as a module (or calls it
-    through ``functional_call``), so hooks a user registered on the original move to the layer, which fires
-    them once per call; the dictionaries move whole, so the handles still remove them. Baking
-    (``share=False``): the plain layer gets copies, as a deep copy of the original would have had.
-    """
-    for name in _MODULE_HOOKS:
-        if name not in source.__dict__:  # a hook kind this torch does not have
-            continue
-        hooks = source.__dict__[name]
-        target.__dict__[name] = hooks if share else copy.copy(hooks)
-        if share:
-            source.__dict__[name] = type(hooks)() if hooks is not None else None
 
 
 _SOURCE = "source."
@@ -460,46 +275,6 @@ def _nest_source_keys(module: TunableLayer, state: dict[str, Any], prefix: str, 
         rest = key[len(prefix) :]
         if not rest.startswith(own) and "." in rest:
             state[prefix + _SOURCE + rest] = state.pop(key)
-
-
-_METADATA = (
-    Tensor.dtype.__get__,
-    Tensor.device.__get__,
-    Tensor.shape.__get__,
-    Tensor.ndim.__get__,
-    Tensor.layout.__get__,
-    Tensor.is_cuda.__get__,
-    Tensor.requires_grad.__get__,
-    Tensor.size,
-    Tensor.dim,
-    Tensor.numel,
-    Tensor.is_floating_point,
-    Tensor.__len__,
-)
-
-
-class MetadataOnlyTensor(Tensor):
-    """A layer's tensor read directly while it has no single value (one per sample, or per pixel).
-
-    Its dtype, device and shape can be read; any use of its values raises ``error`` (see
-    :meth:`TunableLayer.current_tensor`).
-    """
-
-    error: Exception
-
-    @staticmethod
-    def of(tensor: Tensor, error: Exception) -> MetadataOnlyTensor:
-        out = tensor.detach().as_subclass(MetadataOnlyTensor)
-        out.error = error
-        return out
-
-    @classmethod
-    def __torch_function__(cls, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        if func in _METADATA:
-            with torch._C.DisableTorchFunctionSubclass():
-                return func(*args, **(kwargs or {}))
-        leaves, _ = tree_flatten((args, kwargs))
-        raise next(leaf.error for leaf in leaves if isinstance(leaf, MetadataOnlyTensor))
 
 
 class LayerContainer(nn.Module):

@@ -12,7 +12,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .bank import KernelBank, bank_name
-from .base import OmegaReader, TunableLayer
+from .base import TunableLayer
+from .reader import OmegaReader
 from .tensor import TunableTensor, anchor_tensor
 
 

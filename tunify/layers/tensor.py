@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from .base import OmegaReader, check_kernels, check_p, make_phi
 from .omega import last_grid, map_mean, map_on_grid, omega_form, shared_row
+from .reader import OmegaReader, check_kernels, check_p, make_phi
 from .source import without_autocast
 
 

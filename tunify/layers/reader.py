@@ -1,0 +1,167 @@
+"""What every tunable module shares: reading the ω of the current call, the affine map φ, the inference cache.
+
+Initialisation (the choice tunify makes): a source starts at the pretrained tensors for every α that sums to
+one, and φ starts as α = ω − mean(ω) + 1/p, i.e. weight ``I − 1/p`` and bias ``1/p``. The α always sum to
+one, so a freshly converted layer computes exactly the pretrained layer for every ω, and yet α_i moves with
+ω_i, so the gradient of an objective weighted by ω_i reaches the i-th copy most strongly from the first step.
+
+That map is made for ω on the simplex (Σω = 1, the paper's trade-offs): it sends ω and ω + c·1 to the same α,
+so it cannot tell apart the corners (0, 0) and (1, 1) of independent knobs. For those (``independent=True``)
+a source takes p + 1 entries, a base one and one per ω entry, and φ starts as α = (ω_1, …, ω_p, 1 − Σω):
+still summing to one, and a different network at every corner of [0, 1]^p.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .omega import MissingOmegaError, current_omega, in_backward, omega_form
+from .source import without_autocast
+
+T = TypeVar("T")
+
+
+def check_p(p: int) -> None:
+    if not isinstance(p, int) or isinstance(p, bool) or p < 1:
+        raise ValueError(f"p (the number of tunable parameters) must be an integer >= 1, got {p!r}")
+
+
+def check_kernels(p: int, kernels: int | None) -> int:
+    """The length of α: p (ω on the simplex) or p + 1 (independent ω entries)."""
+    kernels = p if kernels is None else kernels
+    if kernels not in (p, p + 1):
+        raise ValueError(f"kernels must be p ({p}) or p + 1 ({p + 1}), got {kernels!r}")
+    return kernels
+
+
+def mixing_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The precision kernels are mixed in when exactness matters (φ, baking): at least float32, so a
+    half-precision sum of p kernels keeps its digits and a float64 network stays float64."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def make_phi(p: int, kernels: int | None = None, like: Tensor | None = None) -> nn.Linear:
+    """φ: ℝ^p → ℝ^kernels, affine, with Σα = 1 for every ω (see the module docstring).
+
+    ``kernels = p``: α = ω − mean(ω) + 1/p. ``kernels = p + 1``: α = (ω, 1 − Σω), the last entry the base.
+    ``like``: the tensor φ will feed, whose device it takes, in :func:`mixing_dtype` of its dtype.
+    """
+    kernels = check_kernels(p, kernels)
+    factory = {} if like is None else dict(device=like.device, dtype=mixing_dtype(like.dtype))
+    phi = nn.Linear(p, kernels, **factory)
+    with torch.no_grad():
+        if kernels == p:
+            phi.weight.copy_(torch.eye(p) - 1.0 / p)
+            phi.bias.fill_(1.0 / p)
+        else:
+            phi.weight.copy_(torch.cat([torch.eye(p), -torch.ones(1, p)]))
+            phi.bias.copy_(torch.eye(kernels)[-1])
+    return phi
+
+
+class OmegaReader(nn.Module):
+    """Reads the ω of the current call and maps it through this module's ``phi``."""
+
+    p: int
+    kernels: int
+    phi: nn.Linear
+    _last_omega: Tensor | None = None
+
+    def omega(self) -> Tensor:
+        """The ω of the current call: (p,), (B, p) or a map (B, p, *S)."""
+        omega = current_omega()
+        if omega is None:
+            recomputed = self._omega_of_recomputation() if in_backward() else None
+            if recomputed is not None:
+                return recomputed
+            raise MissingOmegaError(
+                f"{type(self).__name__} ran without omega: call the TunableModel as model(x, omega=...) "
+                "or run the layer inside tunify.use_omega(omega)"
+            )
+        if _transform() is None:  # ω wrapped by vmap or grad must not outlive the transform
+            self.__dict__["_last_omega"] = omega  # a plain attribute: nn.Module's __setattr__ costs a call
+        return omega
+
+    def _omega_of_recomputation(self) -> Tensor | None:
+        """The ω of a checkpointed segment recomputed in backward: the converted network's record of its
+        forward calls (:mod:`tunify.layers.recompute`), else this layer's last ω (used outside one)."""
+        calls = self.__dict__.get("_forward_calls")
+        omega = calls.for_backward(type(self).__name__) if calls is not None else None
+        return omega if omega is not None else self._last_omega
+
+    def alpha(self, omega: Tensor | None = None) -> Tensor:
+        """α = φ(ω): (kernels,) for a shared ω, (B, kernels) per sample, (B, kernels, *S) for a map."""
+        omega = self.omega() if omega is None else omega
+        return without_autocast(self._phi, omega)  # α feeds the (cached) mixing: in φ's own precision
+
+    def _phi(self, omega: Tensor) -> Tensor:
+        phi = self._modules["phi"]
+        weight, bias = phi.weight, phi.bias
+        omega = omega.to(weight.dtype)
+        if omega_form(omega) == "map":
+            return F.linear(omega.movedim(1, -1), weight, bias).movedim(-1, 1)
+        return F.linear(omega, weight, bias)  # not phi(ω): a module call costs more than the product
+
+    def alpha_exact(self, omega: Tensor) -> Tensor:
+        """α at a shared ω in :func:`mixing_dtype` of φ's, for baking (a half-precision φ would round α)."""
+        dtype = mixing_dtype(self.phi.weight.dtype)
+        return F.linear(omega.to(dtype), self.phi.weight.to(dtype), self.phi.bias.to(dtype))
+
+    def anchor(self, index: int) -> None:
+        """Freeze φ and whatever α = e_index reads (see :func:`tunify.anchor`)."""
+        self.phi.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> OmegaReader:
+        """Also drop the inference cache: ``model.eval()`` before a validation pass then sees weights
+        written through ``.data`` (an old-style EMA update), which no version counter records."""
+        self.__dict__.pop("_cache", None)
+        return super().train(mode)
+
+    def cached(
+        self, key_omega: Tensor | None, watched: Sequence[dict[str, Any]], slot: str, fn: Callable[[], T]
+    ) -> T:
+        """``fn()``, kept at inference until ``key_omega`` or a parameter in ``watched`` changes.
+
+        So a network applied image after image with one ω mixes its kernels once and then costs what the
+        original costs. ``watched`` holds the ``_parameters`` dicts that ``fn`` reads, so a replaced
+        parameter shows too. Without autograd the result is keyed on the ω tensor object and version
+        counters (bumped by every in-place update), and on where the parameters live (``.to()``,
+        ``.half()``, ``.data =``). Tensors made under ``torch.inference_mode`` have no version counter: ω is
+        then compared by value, and weights without one are never cached. Writes through ``.data``
+        (``p.data.mul_(…)``) bump no counter: :meth:`train` / ``eval()`` drop the cache. This runs on every
+        call of every layer, so it stays lean: one comprehension, keys compared with ``==``.
+        """
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or _transform() is not None:
+            return fn()  # inside a torch.func transform the tensors are its wrappers: nothing to keep
+        try:
+            weights = [
+                (t._version, t.data_ptr()) for params in watched for t in params.values() if t is not None
+            ]
+        except RuntimeError:  # an inference-mode tensor: no version counter, so never cached
+            return fn()
+        omega_key = _omega_key(key_omega)
+        cache = self.__dict__.setdefault("_cache", {})
+        hit = cache.get(slot)
+        if hit is not None and hit[1] == omega_key and hit[0] == weights:
+            return hit[2]
+        result = fn()
+        cache[slot] = (weights, omega_key, result, key_omega)  # ω kept alive: its id stays its own
+        return result
+
+
+def _omega_key(omega: Tensor | None) -> tuple | None:
+    """What identifies ω for the cache: the tensor's id and version, or its values when it has no version."""
+    if omega is None:
+        return None
+    try:
+        return ("tensor", id(omega), omega._version)
+    except RuntimeError:  # made under torch.inference_mode
+        return ("values", tuple(omega.reshape(-1).tolist()), omega.device)
+
+
+_transform: Callable[[], Any] = torch._C._functorch.peek_interpreter_stack
