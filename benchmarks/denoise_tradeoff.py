@@ -270,7 +270,9 @@ def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
     target for ``--noise-blur-steps``."""
     loss_fn = noise_blur_loss(args.gamma)
     degradation = blur_noise(
-        rho=(0.0, 4.0), sigma=tuple(args.train_sigma), sharp_prob=args.noise_blur_sharp_prob
+        rho=tuple(args.noise_blur_train_rho),
+        sigma=tuple(args.train_sigma),
+        sharp_prob=args.noise_blur_sharp_prob,
     )
     omegas = torch.tensor(NOISE_BLUR_OMEGAS)
     names = {(r, s): f"rho={r:g},sigma={s:g}" for r in args.noise_blur_rhos for s in args.sigmas}
@@ -532,7 +534,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=1 / 3,
         help="fraction of training samples left unblurred (ρ = 0) in both stages",
     )
-    p.add_argument("--noise-blur-rhos", type=float, nargs="+", default=[0.0, 2.0, 4.0])
+    p.add_argument(
+        "--noise-blur-train-rho",
+        type=float,
+        nargs=2,
+        default=(0.0, 4.0),
+        help="range of the training blur's ρ (drawn uniformly, besides the unblurred share)",
+    )
+    p.add_argument("--noise-blur-rhos", type=float, nargs="+", default=[0.0, 2.0, 4.0], help="evaluation ρ")
     p.add_argument("--noise-blur-images", type=int, default=8, help="first N images per dataset (0: all)")
     p.add_argument("--strip-image", type=int, default=22, help="Kodak index of the tuning-strip crop")
     p.add_argument("--seed", type=int, default=0)

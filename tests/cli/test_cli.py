@@ -18,6 +18,7 @@ import tunify
 from tests.conftest import tiny_dncnn
 from tunify.cli import demo as demo_cmd
 from tunify.cli import main
+from tunify.cli.info import _p_line
 from tunify.hub import save_pretrained
 
 
@@ -150,7 +151,8 @@ def test_sweep_and_info(
     assert strip.is_file()
     assert main(["info", str(model_dir)]) == 0
     out = capsys.readouterr().out
-    assert "p:           2" in out and "ω1:          fidelity: denoising strength" in out
+    assert re.search(r"p: {11}2  \(\d+ layers tunable\)", out), out
+    assert "ω1:          fidelity: denoising strength" in out
     assert "DnCNN" in out and "sample noise(sigma=25.0)" in out
     header, row = (line.split() for line in out.splitlines()[-2:])
     assert header == ["psnr", "ssim", "n_images"] and row == ["ω=(1,", "0)", "30.50", "0.8500", "2"]
@@ -227,7 +229,7 @@ def test_bake_records_omega_and_source_and_info_reads_it(
     saved = tmp_path / "tunable.safetensors"  # a tunify.save file: described from its conversion spec
     tunify.save(tunify.from_pretrained(model_dir), saved)
     assert main(["info", str(saved)]) == 0
-    assert "p:           2" in capsys.readouterr().out
+    assert re.search(r"p: {11}2  \(\d+ layers tunable\)", capsys.readouterr().out)
     safetensors.torch.save_file({"w": torch.zeros(2)}, tmp_path / "foreign.safetensors")
     assert "no tunify metadata" in _error(capsys, ["info", str(tmp_path / "foreign.safetensors")])
 
@@ -367,3 +369,9 @@ def test_the_command_line_starts_without_heavy_imports() -> None:
     code = f"import sys, tunify.cli; print([m for m in {heavy!r} if m in sys.modules])"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_info_counts_what_was_made_tunable() -> None:
+    conversion = {"layers": ["intro"], "tensors": ["blocks.0.beta", "blocks.0.gamma"]}
+    assert _p_line(3, conversion) == "p:           3  (1 layer and 2 tensors tunable)"
+    assert _p_line(2, {"layers": [], "tensors": ["beta"]}) == "p:           2  (1 tensor tunable)"

@@ -55,9 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if info.get("task"):
         print(f"task:        {info['task']}")
     conversion = config["conversion"]
-    print(
-        f"p:           {config['p']}  ({len(conversion['layers'])} layers, {len(conversion['tensors'])} tensors tunable)"
-    )
+    print(_p_line(config["p"], conversion))
     print(f"tunify:      {config['tunify_version']}")
     if "map_averaged" in conversion:
         print(f"ω map:       {_map_line(conversion)}")
@@ -68,6 +66,13 @@ def run(args: argparse.Namespace) -> int:
     if info.get("training"):
         print("training:\n" + _indented_json(info["training"]))
     return 0
+
+
+def _p_line(p: int, conversion: dict[str, Any]) -> str:
+    """p and what was made tunable: ``p:  2  (17 layers and 2 tensors tunable)``."""
+    counts = [(len(conversion["layers"]), "layer"), (len(conversion["tensors"]), "tensor")]
+    what = " and ".join(f"{n} {noun}{'s' if n != 1 else ''}" for n, noun in counts if n)
+    return f"p:           {p}  ({what} tunable)"
 
 
 def _map_line(conversion: dict[str, Any]) -> str:
@@ -105,9 +110,7 @@ def _describe_file(path: Path) -> int:
         elif SPEC_KEY in metadata:
             spec = json.loads(metadata[SPEC_KEY])
             print(f"file:        {path} (a converted network saved by tunify.save; {params:,} values)")
-            print(
-                f"p:           {spec['p']}  ({len(spec['layers'])} layers, {len(spec['tensors'])} tensors tunable)"
-            )
+            print(_p_line(spec["p"], spec))
             print(f"tunify:      {spec.get('tunify_version', '?')}")
             print("load it with tunify.load(<the plain network>, path)")
         else:
