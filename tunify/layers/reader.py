@@ -165,3 +165,4 @@ def _omega_key(omega: Tensor | None) -> tuple | None:
 
 
 _transform: Callable[[], Any] = torch._C._functorch.peek_interpreter_stack
+"""The innermost active ``torch.func`` transform (vmap, grad, jvp …), or None outside them."""
