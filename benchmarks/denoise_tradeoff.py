@@ -35,6 +35,7 @@ from tunify.data import GaussianNoise, ImageFolderEval, ImageFolderPatches, make
 from tunify.data.degradations.chain import blur_noise
 from tunify.evaluate import noise_preservation_target, sweep, tuning_strip
 from tunify.objectives import (
+    PIXEL_DISTANCES,
     FunctionSampler,
     ParametricMultiLoss,
     UnsharpMask,
@@ -256,9 +257,9 @@ def run_tradeoff(args: argparse.Namespace) -> dict[str, Any]:
 NOISE_BLUR_OMEGAS = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0), (0.5, 0.5))
 
 
-def noise_blur_loss(gamma: float) -> ParametricMultiLoss:
+def noise_blur_loss(gamma: float, distance: str = "l1") -> ParametricMultiLoss:
     """One ω-dependent target: keep ω1·ν of the added noise (not the blur), sharpen by ω2·γ beyond it."""
-    objective = UnsharpMask(gamma=gamma, omega_index=1, noise_omega_index=0)
+    objective = UnsharpMask(gamma=gamma, omega_index=1, noise_omega_index=0, distance=distance)
     return ParametricMultiLoss([objective], num_params=2, weight_by=[None])
 
 
@@ -268,7 +269,7 @@ def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
     image) for ``--noise-blur-stage1-steps``; (2) converted with a base copy (``independent=True``), the base
     copy and φ anchored so ω = (0, 0) stays the stage-1 network, and the other copies trained on the joint
     target for ``--noise-blur-steps``."""
-    loss_fn = noise_blur_loss(args.gamma)
+    loss_fn = noise_blur_loss(args.gamma, args.noise_blur_distance)
     degradation = blur_noise(
         rho=tuple(args.noise_blur_train_rho),
         sigma=tuple(args.train_sigma),
@@ -528,6 +529,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="JSON kwargs of that sampler",
     )
     p.add_argument("--gamma", type=float, default=1.0, help="unsharp-mask strength γ at ω2 = 1")
+    p.add_argument(
+        "--noise-blur-distance",
+        choices=sorted(PIXEL_DISTANCES),
+        default="l1",
+        help="distance of both stages' objective to its target (psnr: log MSE, each sample weighed alike)",
+    )
     p.add_argument(
         "--noise-blur-sharp-prob",
         type=float,

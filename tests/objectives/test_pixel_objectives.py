@@ -133,7 +133,7 @@ def test_noise_preservation_keeps_the_recorded_noise_not_the_blur() -> None:
 
 
 @pytest.mark.parametrize("objective", [Reconstruction, NoisePreservation, UnsharpMask])
-def test_pixel_objectives_measure_with_l1_or_mse(objective) -> None:
+def test_pixel_objectives_measure_with_l1_mse_or_psnr(objective) -> None:
     clean = torch.rand(2, 3, 16, 16)
     batch = {"clean": clean, "input": clean + 0.1 * torch.randn_like(clean)}
     output, omega = torch.rand_like(clean), torch.zeros(2, 1)  # ω = 0: every target is the clean image
@@ -141,5 +141,8 @@ def test_pixel_objectives_measure_with_l1_or_mse(objective) -> None:
     mse = objective(distance="mse")(output, batch, omega, 0)
     torch.testing.assert_close(l1, (output - clean).abs().flatten(1).mean(1))
     torch.testing.assert_close(mse, (output - clean).square().flatten(1).mean(1))
-    with pytest.raises(ValueError, match=r"distance must be one of \['l1', 'mse'\], got 'l2'"):
+    psnr = objective(distance="psnr")(output, batch, omega, 0)  # −PSNR of images in [0, 1]
+    peak_db = 10 * torch.log10(1 / (output - clean).square().flatten(1).mean(1))
+    torch.testing.assert_close(psnr, -peak_db, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match=r"distance must be one of \['l1', 'mse', 'psnr'\], got 'l2'"):
         objective(distance="l2")

@@ -12,7 +12,7 @@ from .adversarial import (
     relativistic_discriminator_loss,
     relativistic_generator_loss,
 )
-from .base import Objective, build_objective, objective_names, register_objective
+from .base import PIXEL_DISTANCES, Objective, build_objective, objective_names, register_objective
 from .multi import LossResult, ParametricMultiLoss, expand_omega
 from .pixel import (
     NoisePreservation,
@@ -38,6 +38,7 @@ from .style import StyleObjective, gram_matrix, rgb_to_yuv, total_variation
 from .vgg import VGG19_LAYERS, VGGFeatures, VGGWeightsError
 
 __all__ = [
+    "PIXEL_DISTANCES",
     "VGG19_LAYERS",
     "CornerBiasedSampler",
     "Discriminator",

@@ -91,8 +91,17 @@ def per_sample_mse(a: Tensor, b: Tensor) -> Tensor:
     return (a - b).square().flatten(1).mean(1)
 
 
-PIXEL_DISTANCES = {"l1": per_sample_l1, "mse": per_sample_mse}
-"""Per-sample distances a pixel objective can use: L1 (the paper's) or MSE (what PSNR measures)."""
+def per_sample_log_mse(a: Tensor, b: Tensor) -> Tensor:
+    """−PSNR per sample, up to a constant: 10·log10(MSE + 1e-8) (the PSNR loss NAFNet trains with).
+
+    Its gradient is the MSE's divided by the sample's own MSE, so a nearly clean sample (low noise, no blur)
+    weighs as much as a badly degraded one, as it does in a PSNR averaged over images and levels; L1 and MSE
+    let the large errors of the hard samples drown it."""
+    return 10.0 * torch.log10(per_sample_mse(a, b) + 1e-8)
+
+
+PIXEL_DISTANCES = {"l1": per_sample_l1, "mse": per_sample_mse, "psnr": per_sample_log_mse}
+"""Per-sample distances a pixel objective can use: L1 (the paper's), MSE, or log MSE (−PSNR)."""
 
 
 def pixel_distance(name: str):
