@@ -10,24 +10,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from .base import SourceFactory, TunableLayer
+from .base import TunableLayer
 from .omega import check_rows, map_mean, omega_form
 
 
 class TunableLinear(TunableLayer):
     """Tunable counterpart of ``nn.Linear``."""
-
-    def __init__(
-        self,
-        base_layer: nn.Linear,
-        p: int,
-        *,
-        kernels: int | None = None,
-        source: SourceFactory | None = None,
-    ) -> None:
-        super().__init__(base_layer, p, kernels=kernels, source=source)
 
     def forward(self, x: Tensor) -> Tensor:
         omega = self.omega()
