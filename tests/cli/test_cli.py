@@ -18,7 +18,7 @@ import tunify
 from tests.conftest import tiny_dncnn
 from tunify.cli import demo as demo_cmd
 from tunify.cli import main
-from tunify.cli.info import _p_line
+from tunify.cli.info import _map_line, _p_line
 from tunify.hub import save_pretrained
 
 
@@ -375,3 +375,18 @@ def test_info_counts_what_was_made_tunable() -> None:
     conversion = {"layers": ["intro"], "tensors": ["blocks.0.beta", "blocks.0.gamma"]}
     assert _p_line(3, conversion) == "p:           3  (1 layer and 2 tensors tunable)"
     assert _p_line(2, {"layers": [], "tensors": ["beta"]}) == "p:           2  (1 tensor tunable)"
+
+
+def test_info_says_how_an_omega_map_acts() -> None:
+    conversion = {
+        "layers": ["conv_first", "blocks.0.attn.qkv", "blocks.0.mlp.fc1", "conv_last"],
+        "tensors": [],
+        "map_averaged": ["blocks.0.attn.qkv"],
+        "map_per_token": ["blocks.0.mlp.fc1"],
+    }
+    assert _map_line(conversion) == (
+        "2 of 4 converted layers/tensors mix per pixel, 1 per token (Linear layers, where their input holds "
+        "the image grid's tokens); the map's average drives blocks.0.attn.qkv"
+    )
+    del conversion["map_per_token"]  # a file written before Linear layers followed the tokens
+    assert _map_line(conversion).startswith("3 of 4 converted layers/tensors mix per pixel;")

@@ -80,7 +80,9 @@ def test_outputs_mix_matches_torch_per_sample(exports, name: str) -> None:
             )
 
 
-@pytest.mark.parametrize("name", ["dncnn", pytest.param("nafnet", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name", ["dncnn", *(pytest.param(n, marks=pytest.mark.slow) for n in ("nafnet", "swinir"))]
+)
 def test_spatial_export_matches_torch_spatial_path(exports, name: str) -> None:
     tmodel, _, session = exports(name, mix="outputs", spatial=True)
     assert session.get_inputs()[1].shape == ["batch", P, "height", "width"]

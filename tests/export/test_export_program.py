@@ -13,6 +13,7 @@ from torch import nn
 
 import tunify
 from tests.conftest import spread_copies
+from tests.layers.test_spatial import Tokens, tunable
 from tunify.export import MissingDependencyError, OmegaInput, export_metadata, export_program
 from tunify.export.compat import _swinir_window_reverse
 
@@ -237,3 +238,14 @@ def test_a_network_that_runs_on_no_example_names_the_sizes_and_its_error(tmp_pat
     assert not (tmp_path / "m.pt2").exists()
     path = tunify.export(tmodel, tmp_path / "m.pt2", example=torch.rand(2, 3, 16, 16))
     assert path.exists()
+
+
+@pytest.mark.parametrize("layout", ["raster", "channels_last"])
+def test_spatial_program_follows_the_map_in_linear_layers_on_tokens(layout: str, tmp_path: Path) -> None:
+    """The exported graph takes the per-token path too (traced at another size than it runs at)."""
+    tmodel = tunable(Tokens(layout))
+    program = torch.export.load(tunify.export(tmodel, tmp_path / "tokens.pt2", mix="outputs", spatial=True))
+    x, omega = inputs((2, 9, 7)), torch.rand(2, P, 9, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x, omega), tmodel(x, omega=omega), atol=1e-5, rtol=0)
+        assert not torch.allclose(tmodel(x, omega=omega), tmodel(x, omega=omega.mean((2, 3))), atol=1e-3)

@@ -219,8 +219,61 @@ def test_layers_without_a_grid_take_the_maps_average() -> None:
             tmodel(x, omega=per_pixel), tmodel(x, omega=maps[:, :, 0, 0]), atol=1e-5, rtol=0
         )
     report = {row.name: row.spatial for row in tmodel.conversion_report()}
-    assert report == {"0": "per pixel", "2": "average"}
-    assert conversion_spec(tmodel)["map_averaged"] == ["2"]  # what `tunify info` prints
+    assert report == {"0": "per pixel", "2": "per token"}  # per token where its input holds the grid's tokens
+    spec = conversion_spec(tmodel)  # what `tunify info` prints
+    assert (spec["map_averaged"], spec["map_per_token"]) == ([], ["2"])
+
+
+class Tokens(nn.Module):
+    """A 1×1 convolution, its pixels as tokens through an MLP of Linear layers, and back: every layer works
+    pixel by pixel. ``layout``: raster tokens (B, H·W, C) as SwinIR's, channels-last (B, H, W, C) as
+    ConvNeXt's, or raster tokens behind a class token (no longer the grid's tokens)."""
+
+    def __init__(self, layout: str) -> None:
+        super().__init__()
+        self.layout = layout
+        self.embed = nn.Conv2d(3, 8, 1)
+        self.fc1, self.fc2 = nn.Linear(8, 16), nn.Linear(16, 8)
+        self.out = nn.Conv2d(8, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        b, c, height, width = h.shape
+        if self.layout == "channels_last":
+            return self.out(self.fc2(torch.relu(self.fc1(h.permute(0, 2, 3, 1)))).permute(0, 3, 1, 2))
+        tokens = h.flatten(2).transpose(1, 2)
+        if self.layout == "class_token":
+            tokens = torch.cat([tokens.mean(1, keepdim=True), tokens], 1)
+        tokens = self.fc2(torch.relu(self.fc1(tokens)))[:, -height * width :]
+        return self.out(tokens.transpose(1, 2).reshape(b, c, height, width))
+
+
+@pytest.mark.parametrize("layout", ["raster", "channels_last"])
+def test_linear_layers_on_the_grids_tokens_follow_the_map_per_pixel(layout) -> None:
+    tmodel = tunable(Tokens(layout))
+    x = torch.rand(2, 3, 6, 5)
+    rows = torch.rand(3, 2)  # every pixel takes one of three ω
+    choice = torch.randint(3, (2, 6, 5))
+    maps = rows[choice].permute(0, 3, 1, 2)  # (B, p, H, W)
+    with torch.no_grad():
+        each = [tmodel(x, omega=row) for row in rows]
+        expected = sum((choice == k).unsqueeze(1) * each[k] for k in range(3))
+        torch.testing.assert_close(tmodel(x, omega=maps), expected, atol=1e-5, rtol=1e-5)
+    omega = maps.clone().requires_grad_()
+    tmodel(x, omega=omega).square().mean().backward()
+    assert omega.grad.abs().sum(1).gt(0).all()  # the Linear layers' α reach every pixel's ω
+
+
+def test_linear_layers_on_other_tokens_take_the_maps_average() -> None:
+    tmodel = tunable(Tokens("class_token"))
+    with torch.no_grad():  # the convolutions (which note the grid) the same at every ω
+        for conv in (tmodel.base_model.embed, tmodel.base_model.out):
+            for bank in conv.source.parameters():
+                bank.copy_(bank[:1].expand_as(bank))
+        x = torch.rand(2, 3, 6, 5)
+        maps = torch.rand(2, 2, 6, 5)
+        torch.testing.assert_close(tmodel(x, omega=maps), tmodel(x, omega=maps.mean((2, 3))))
+        assert not torch.allclose(tmodel(x, omega=maps), tmodel(x, omega=maps[:, :, 0, 0]), atol=1e-3)
 
 
 class FoldsPatches(nn.Module):

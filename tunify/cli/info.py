@@ -76,10 +76,16 @@ def _p_line(p: int, conversion: dict[str, Any]) -> str:
 
 
 def _map_line(conversion: dict[str, Any]) -> str:
-    """How a per-pixel ω map acts: exactly per pixel in most layers, through its average in the rest."""
+    """How a per-pixel ω map acts: exactly per pixel in most layers, per token in Linear layers that see the
+    image grid's tokens, through its average in the rest."""
     averaged = conversion["map_averaged"]
+    per_token = conversion.get("map_per_token", [])  # absent from files written before the key existed
     total = len(conversion["layers"]) + len(conversion["tensors"])
-    line = f"{total - len(averaged)} of {total} converted layers/tensors mix per pixel"
+    line = f"{total - len(averaged) - len(per_token)} of {total} converted layers/tensors mix per pixel"
+    if per_token:
+        line += (
+            f", {len(per_token)} per token (Linear layers, where their input holds the image grid's tokens)"
+        )
     if averaged:
         shown = ", ".join(averaged[:6]) + (f", … ({len(averaged) - 6} more)" if len(averaged) > 6 else "")
         line += f"; the map's average drives {shown}"

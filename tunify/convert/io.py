@@ -40,6 +40,7 @@ def conversion_spec(tmodel: TunableModel) -> dict[str, Any]:
         "strategy": tmodel.config.strategy,
         "strategy_options": tmodel.config.strategy_options,
         "map_averaged": [row.name for row in report if row.spatial == "average"],
+        "map_per_token": [row.name for row in report if row.spatial == "per token"],
     }
 
 

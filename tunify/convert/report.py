@@ -16,7 +16,9 @@ class ReportRow:
     tunable_class: str
     params_added: int
     aliases: tuple[str, ...] = ()  # other names of a shared layer (converted once, reached by each)
-    spatial: str = "average"  # how an ω map acts: "per pixel" (exactly), or through its "average"
+    # how an ω map acts: "per pixel" (exactly), "per token" (a Linear layer: per pixel where its input holds
+    # the image grid's tokens, else the average), or through its "average"
+    spatial: str = "average"
 
     @property
     def shown_name(self) -> str:

@@ -17,6 +17,7 @@ from ..layers import (
     TunableConv,
     TunableConvTranspose,
     TunableLayer,
+    TunableLinear,
     TunableModule,
     TunableTensor,
     UnsupportedLayerError,
@@ -29,6 +30,9 @@ from .analysis import find_call_sites
 from .config import ConvertConfig, TargetSpec, matches
 from .model import TunableModel
 from .report import ConversionReport, ReportRow
+
+_MAP_ACTION = {TunableConv: "per pixel", TunableConvTranspose: "per pixel", TunableLinear: "per token"}
+"""How an ω map acts on each layer type (the report's "ω map" column); other layers take its average."""
 
 
 class ConversionError(ValueError):
@@ -209,7 +213,7 @@ class _Plan:
                 added = self.strategy.params_added(layer, named, p, kernels) + kernels * p + kernels
                 cls = self.strategy.tunable_class(cls, named)
             others = tuple(a[0] for a in aliases[1:])
-            spatial = "per pixel" if factory in (TunableConv, TunableConvTranspose) else "average"
+            spatial = _MAP_ACTION.get(factory, "average")
             row = ReportRow(
                 name,
                 kind,

@@ -3,7 +3,9 @@
 A shared ω mixes the weight once and runs ``F.linear``. Per-sample ω mixes one weight per sample and runs
 one batched matrix multiply (one vector or a few tokens per sample go through the vertex weights instead);
 extra leading rows per sample (B·k, as in window attention) and token dimensions ride along in the matrix
-rows. A linear layer sees no pixel grid, so an ω map acts through its average over the image (per sample).
+rows. An ω map drives it token by token where its input holds the tokens of the image grid the last
+convolution produced (:func:`~tunify.layers.omega.token_grid`), through the vertex weights with the outputs
+mixed per token (the layer is linear in its weight); elsewhere through the map's average per image.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import TunableLayer
-from .omega import check_rows, map_mean, omega_form
+from .omega import check_rows, map_mean, map_on_grid, omega_form, token_grid
 
 
 class TunableLinear(TunableLayer):
@@ -22,6 +24,9 @@ class TunableLinear(TunableLayer):
     def forward(self, x: Tensor) -> Tensor:
         omega = self.omega()
         if omega_form(omega) == "map":
+            grid = token_grid(x, omega)
+            if grid is not None:
+                return self._per_token(x, omega, grid)
             omega = map_mean(omega)
         if omega_form(omega) == "shared" or x.ndim == 1:
             tensors = self.shared_tensors(omega)
@@ -41,3 +46,18 @@ class TunableLinear(TunableLayer):
         else:
             y = torch.bmm(rows, tensors["weight"].transpose(1, 2))
         return y.reshape(*x.shape[:-1], y.shape[-1])
+
+    def _per_token(self, x: Tensor, omega: Tensor, grid: tuple[int, ...]) -> Tensor:
+        """Σ_i α_i(t)·(W_i x_t + b_i) for each token t of the image grid ``grid`` (x (B, *T, in))."""
+        constant, slopes = self.vertices()
+        weight = slopes["weight"]  # [kernels, out, in]
+        kernels, out = weight.shape[:2]
+        alpha = self.alpha(map_on_grid(omega, grid))  # [B, kernels, *grid]
+        alpha = alpha.flatten(2).transpose(1, 2).reshape(*x.shape[:-1], 1, kernels).to(x.dtype)
+        y = F.linear(x, weight.reshape(kernels * out, -1)).unflatten(-1, (kernels, out))
+        y = (alpha @ y).squeeze(-2)  # [B, *T, out]
+        if "bias" in slopes:
+            y = y + (alpha @ slopes["bias"].to(x.dtype)).squeeze(-2)
+        if constant is not None:
+            y = y + F.linear(x, constant["weight"], constant.get("bias"))
+        return y

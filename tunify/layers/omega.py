@@ -147,6 +147,21 @@ def last_grid() -> tuple[int, ...] | None:
     return grids[-1] if grids else None
 
 
+def token_grid(x: Tensor, omega: Tensor) -> tuple[int, ...] | None:
+    """The pixel grid whose tokens a Linear layer's input (B, *T, C) holds, so an ω map can drive it per token:
+    T is the grid of the last convolution that ran (channels-last features: ConvNeXt's MLP, a Swin stage) or
+    its pixels flattened in raster order (SwinIR's and ViT-style (B, H·W, C) tokens). None when the rows
+    are not one per image (windows or patches folded into the batch) or T is not that grid (a class token,
+    heads, a sequence of other length): such layers take the map's average."""
+    grid = last_grid()
+    tokens = tuple(x.shape[1:-1])
+    if grid is None or x.shape[0] != omega.shape[0] or len(grid) != omega.ndim - 2:
+        return None
+    if tokens == grid or (len(tokens) == 1 and tokens[0] == math.prod(grid)):
+        return grid
+    return None
+
+
 def map_on_grid(omega: Tensor, size: Sequence[int]) -> Tensor:
     """The map (B, p, *S) resampled to a layer's output grid ``size``.
 
