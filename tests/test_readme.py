@@ -1,7 +1,9 @@
-"""The README's set-up commands are the ones CI runs, and its Python fine-tuning example runs."""
+"""The README's set-up commands are the ones CI runs, its Python fine-tuning example runs, and its pictures
+are in the repository (and the one drawn for it still draws)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -9,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,3 +60,18 @@ def test_the_fine_tuning_example_runs(tmp_path: Path, monkeypatch: pytest.Monkey
         "keeps the noise",
     ]
     assert "model=Sequential()" in (tmp_path / "my-denoiser" / "README.md").read_text()
+
+
+def test_every_picture_the_readme_shows_is_in_the_repository() -> None:
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", ROOT.joinpath("README.md").read_text())
+    assert len(pictures) >= 4, pictures
+    assert [p for p in pictures if not ROOT.joinpath(p).is_file()] == []
+
+
+def test_the_omega_map_figure_draws(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("figures", ROOT / "docs" / "figures.py")
+    figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figures)
+    path = figures.omega_map_figure(tmp_path / "omega_map.png", size=48)
+    width, height = Image.open(path).size
+    assert width >= 5 * 48 and height > 48
