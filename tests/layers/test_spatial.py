@@ -248,15 +248,29 @@ class Tokens(nn.Module):
         return self.out(tokens.transpose(1, 2).reshape(b, c, height, width))
 
 
-@pytest.mark.parametrize("layout", ["raster", "channels_last"])
-def test_linear_layers_on_the_grids_tokens_follow_the_map_per_pixel(layout) -> None:
-    tmodel = tunable(Tokens(layout))
+@pytest.mark.parametrize(
+    ("layout", "kwargs"),
+    [
+        ("raster", {}),
+        ("channels_last", {}),
+        ("raster", {"independent": True}),
+        ("raster", {"strategy": "lowrank", "rank": 2}),
+        ("channels_last", {"strategy": "atoms"}),
+        ("raster", {"strategy": "ftn", "independent": True}),
+    ],
+)
+def test_linear_layers_on_the_grids_tokens_follow_the_map_per_pixel(layout, kwargs) -> None:
+    tmodel = tunable(Tokens(layout), **kwargs)
+    with torch.no_grad():  # low-rank and atom deltas start at zero, which spread_copies leaves alone
+        for param in tmodel.parameters():
+            param.add_(0.1 * torch.randn_like(param))
     x = torch.rand(2, 3, 6, 5)
     rows = torch.rand(3, 2)  # every pixel takes one of three ω
     choice = torch.randint(3, (2, 6, 5))
     maps = rows[choice].permute(0, 3, 1, 2)  # (B, p, H, W)
     with torch.no_grad():
         each = [tmodel(x, omega=row) for row in rows]
+        assert (each[0] - each[1]).abs().max() > 1e-3  # the copies differ: ω moves the output
         expected = sum((choice == k).unsqueeze(1) * each[k] for k in range(3))
         torch.testing.assert_close(tmodel(x, omega=maps), expected, atol=1e-5, rtol=1e-5)
     omega = maps.clone().requires_grad_()
