@@ -386,7 +386,7 @@ def test_info_says_how_an_omega_map_acts() -> None:
     }
     assert _map_line(conversion) == (
         "2 of 4 converted layers/tensors mix per pixel, 1 per token (Linear layers, where their input holds "
-        "the image grid's tokens); the map's average drives blocks.0.attn.qkv"
+        "the image's tokens or windows); the map's average drives blocks.0.attn.qkv"
     )
     del conversion["map_per_token"]  # a file written before Linear layers followed the tokens
     assert _map_line(conversion).startswith("3 of 4 converted layers/tensors mix per pixel;")

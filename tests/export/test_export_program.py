@@ -13,7 +13,7 @@ from torch import nn
 
 import tunify
 from tests.conftest import spread_copies
-from tests.layers.test_spatial import Tokens, tunable
+from tests.layers.test_spatial import Tokens, Windows, tunable
 from tunify.export import MissingDependencyError, OmegaInput, export_metadata, export_program
 from tunify.export.compat import _swinir_window_reverse
 
@@ -240,12 +240,22 @@ def test_a_network_that_runs_on_no_example_names_the_sizes_and_its_error(tmp_pat
     assert path.exists()
 
 
-@pytest.mark.parametrize("layout", ["raster", "channels_last"])
-def test_spatial_program_follows_the_map_in_linear_layers_on_tokens(layout: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("make", "size"),
+    [
+        (lambda: Tokens("raster"), (9, 7)),
+        (lambda: Tokens("channels_last"), (9, 7)),
+        (lambda: Windows(4, 2), (8, 12)),
+    ],
+    ids=["raster", "channels_last", "windows"],
+)
+def test_spatial_program_follows_the_map_in_linear_layers_on_tokens(make, size, tmp_path: Path) -> None:
     """The exported graph takes the per-token path too (traced at another size than it runs at)."""
-    tmodel = tunable(Tokens(layout))
-    program = torch.export.load(tunify.export(tmodel, tmp_path / "tokens.pt2", mix="outputs", spatial=True))
-    x, omega = inputs((2, 9, 7)), torch.rand(2, P, 9, 7)
+    tmodel = tunable(make())
+    example = inputs((2, 12, 16))  # the windows need multiples of 4 (SwinIR pads to them)
+    path = tunify.export(tmodel, tmp_path / "tokens.pt2", mix="outputs", spatial=True, example=example)
+    program = torch.export.load(path)
+    x, omega = inputs((2, *size)), torch.rand(2, P, *size)
     with torch.no_grad():
         torch.testing.assert_close(program.module()(x, omega), tmodel(x, omega=omega), atol=1e-5, rtol=0)
         assert not torch.allclose(tmodel(x, omega=omega), tmodel(x, omega=omega.mean((2, 3))), atol=1e-3)

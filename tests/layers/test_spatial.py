@@ -278,6 +278,71 @@ def test_linear_layers_on_the_grids_tokens_follow_the_map_per_pixel(layout, kwar
     assert omega.grad.abs().sum(1).gt(0).all()  # the Linear layers' α reach every pixel's ω
 
 
+class Windows(nn.Module):
+    """A Swin-style block reduced to its layout: shift, cut into windows folded into the batch, a Linear layer
+    per token, and back; with ``declares=False`` it does not name its window and shift."""
+
+    def __init__(
+        self, window: int | tuple[int, int], shift: int | tuple[int, int], declares: bool = True
+    ) -> None:
+        super().__init__()
+        self.size, self.shift = (window, window) if isinstance(window, int) else window, shift
+        if declares:
+            self.window_size, self.shift_size = window, shift
+        self.embed, self.fc, self.out = nn.Conv2d(3, 8, 1), nn.Linear(8, 8), nn.Conv2d(8, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x).permute(0, 2, 3, 1)  # (B, H, W, C)
+        b, height, width, c = h.shape
+        (wh, ww), shift = self.size, (self.shift, self.shift) if isinstance(self.shift, int) else self.shift
+        h = torch.roll(h, (-shift[0], -shift[1]), (1, 2))
+        windows = h.reshape(b, height // wh, wh, width // ww, ww, c).permute(0, 1, 3, 2, 4, 5)
+        windows = self.fc(windows.reshape(-1, wh * ww, c))
+        h = windows.reshape(b, height // wh, width // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5)
+        h = torch.roll(h.reshape(b, height, width, c), shift, (1, 2))
+        return self.out(h.permute(0, 3, 1, 2))
+
+
+@pytest.mark.parametrize(("window", "shift"), [(4, 0), (4, 2), ((2, 4), (1, 2))])
+def test_linear_layers_in_windows_follow_the_map_per_pixel(window, shift) -> None:
+    tmodel = tunable(Windows(window, shift))
+    x = torch.rand(2, 3, 8, 12)
+    rows = torch.rand(3, 2)
+    choice = torch.randint(3, (2, 8, 12))
+    maps = rows[choice].permute(0, 3, 1, 2)
+    with torch.no_grad():
+        each = [tmodel(x, omega=row) for row in rows]
+        expected = sum((choice == k).unsqueeze(1) * each[k] for k in range(3))
+        torch.testing.assert_close(tmodel(x, omega=maps), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_windows_of_a_block_that_does_not_declare_them_take_each_images_average() -> None:
+    tmodel = tunable(Windows(4, 2, declares=False))
+    with torch.no_grad():  # the convolutions the same at every ω: only the Linear layer follows the map
+        for conv in (tmodel.base_model.embed, tmodel.base_model.out):
+            for bank in conv.source.parameters():
+                bank.copy_(bank[:1].expand_as(bank))
+        x, maps = torch.rand(2, 3, 8, 12), torch.rand(2, 2, 8, 12)
+        torch.testing.assert_close(tmodel(x, omega=maps), tmodel(x, omega=maps.mean((2, 3))))
+
+
+def test_half_and_half_map_tunes_swinir_per_region() -> None:
+    """Every Linear layer of SwinIR follows the map (MLPs per token, attention per window), so away from the
+    boundary each half computes what its own ω computes."""
+    net = tunify.zoo.create("swinir_color_dn", embed_dim=12, depths=[2], num_heads=[2], window_size=4)
+    tmodel = tunable(net.eval())
+    size, margin = 32, 10
+    x = torch.rand(1, 3, size, size)
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    with torch.no_grad():
+        out_a, out_b = tmodel(x, omega=a), tmodel(x, omega=b)
+        mixed = tmodel(x, omega=halves(a, b, size))
+    left, right = size // 2 - margin, size // 2 + margin
+    assert (out_a - out_b)[..., :left].abs().max() > 1e-2
+    torch.testing.assert_close(mixed[..., :left], out_a[..., :left], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(mixed[..., right:], out_b[..., right:], atol=1e-5, rtol=1e-5)
+
+
 def test_linear_layers_on_other_tokens_take_the_maps_average() -> None:
     tmodel = tunable(Tokens("class_token"))
     with torch.no_grad():  # the convolutions (which note the grid) the same at every ω

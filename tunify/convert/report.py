@@ -17,7 +17,7 @@ class ReportRow:
     params_added: int
     aliases: tuple[str, ...] = ()  # other names of a shared layer (converted once, reached by each)
     # how an ω map acts: "per pixel" (exactly), "per token" (a Linear layer: per pixel where its input holds
-    # the image grid's tokens, else the average), or through its "average"
+    # the image's tokens or a Swin block's windows, else the average), or through its "average"
     spatial: str = "average"
 
     @property

@@ -26,6 +26,7 @@ from ..layers import (
     registered_types,
 )
 from ..layers.tensor import mixes_per_pixel
+from ..layers.windows import note_windows
 from .analysis import find_call_sites
 from .config import ConvertConfig, TargetSpec, matches
 from .model import TunableModel
@@ -409,6 +410,7 @@ def convert_with(
     for name in plan.tensors:
         owner, _, attr = name.rpartition(".")
         make_tensor_tunable(model.get_submodule(owner), attr, config.p, name, kernels=config.kernels)
+    note_windows(model, TunableLinear)  # ω maps follow the windows of Swin-style blocks
     return TunableModel(model, config, plan.report, _switch_off_fused_paths(model))
 
 

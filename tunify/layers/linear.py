@@ -4,8 +4,9 @@ A shared ω mixes the weight once and runs ``F.linear``. Per-sample ω mixes one
 one batched matrix multiply (one vector or a few tokens per sample go through the vertex weights instead);
 extra leading rows per sample (B·k, as in window attention) and token dimensions ride along in the matrix
 rows. An ω map drives it token by token where its input holds the tokens of the image grid the last
-convolution produced (:func:`~tunify.layers.omega.token_grid`), through the vertex weights with the outputs
-mixed per token (the layer is linear in its weight); elsewhere through the map's average per image.
+convolution produced (:func:`~tunify.layers.omega.token_grid`) or the windows of a Swin-style block
+(:mod:`~tunify.layers.windows`), through the vertex weights with the outputs mixed per token (the layer is
+linear in its weight); elsewhere through the map's average per image.
 """
 
 from __future__ import annotations
@@ -15,18 +16,22 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import TunableLayer
-from .omega import check_rows, map_mean, map_on_grid, omega_form, token_grid
+from .omega import check_rows, map_mean, map_on_grid, omega_form, recent_grids, token_grid
+from .windows import WindowLayout, fits_windows, window_tokens
 
 
 class TunableLinear(TunableLayer):
     """Tunable counterpart of ``nn.Linear``."""
 
+    window: WindowLayout | None = None
+    """The window layout of the Swin-style block around the layer (:func:`~tunify.layers.windows.note_windows`)."""
+
     def forward(self, x: Tensor) -> Tensor:
         omega = self.omega()
         if omega_form(omega) == "map":
-            grid = token_grid(x, omega)
-            if grid is not None:
-                return self._per_token(x, omega, grid)
+            alpha = self._token_alpha(x, omega)
+            if alpha is not None:
+                return self._per_token(x, alpha)
             omega = map_mean(omega)
         if omega_form(omega) == "shared" or x.ndim == 1:
             tensors = self.shared_tensors(omega)
@@ -47,15 +52,31 @@ class TunableLinear(TunableLayer):
             y = torch.bmm(rows, tensors["weight"].transpose(1, 2))
         return y.reshape(*x.shape[:-1], y.shape[-1])
 
-    def _per_token(self, x: Tensor, omega: Tensor, grid: tuple[int, ...]) -> Tensor:
-        """Σ_i α_i(t)·(W_i x_t + b_i) for each token t of the image grid ``grid`` (x (B, *T, in))."""
+    def _token_alpha(self, x: Tensor, omega: Tensor) -> Tensor | None:
+        """α for each token of ``x`` (*x.shape[:-1], kernels) where an ω map can follow them: the image grid's
+        tokens (:func:`~tunify.layers.omega.token_grid`) or the windows of the layer's Swin-style block;
+        None elsewhere (the map's average then drives the layer)."""
+        grid = token_grid(x, omega)
+        if grid is not None:
+            alpha = self.alpha(map_on_grid(omega, grid))  # [B, kernels, *grid]
+            return alpha.flatten(2).transpose(1, 2).reshape(*x.shape[:-1], -1)
+        if self.window is None or omega.ndim != 4:
+            return None
+        tokens = tuple(x.shape[1:-1])
+        for grid in recent_grids():
+            if fits_windows(self.window, grid, omega.shape[0], x.shape[0], tokens):
+                alpha = window_tokens(self.alpha(map_on_grid(omega, grid)), self.window)
+                return alpha.reshape(*x.shape[:-1], -1)
+        return None
+
+    def _per_token(self, x: Tensor, alpha: Tensor) -> Tensor:
+        """Σ_i α_i(t)·(W_i x_t + b_i) for every token t of x (…, in), with α (…, kernels)."""
         constant, slopes = self.vertices()
         weight = slopes["weight"]  # [kernels, out, in]
         kernels, out = weight.shape[:2]
-        alpha = self.alpha(map_on_grid(omega, grid))  # [B, kernels, *grid]
-        alpha = alpha.flatten(2).transpose(1, 2).reshape(*x.shape[:-1], 1, kernels).to(x.dtype)
+        alpha = alpha.unsqueeze(-2).to(x.dtype)  # [..., 1, kernels]
         y = F.linear(x, weight.reshape(kernels * out, -1)).unflatten(-1, (kernels, out))
-        y = (alpha @ y).squeeze(-2)  # [B, *T, out]
+        y = (alpha @ y).squeeze(-2)
         if "bias" in slopes:
             y = y + (alpha @ slopes["bias"].to(x.dtype)).squeeze(-2)
         if constant is not None:

@@ -147,18 +147,29 @@ def last_grid() -> tuple[int, ...] | None:
     return grids[-1] if grids else None
 
 
+def recent_grids() -> list[tuple[int, ...]]:
+    """The output grids of this call's spatially mixed layers so far, the most recent first, a run of equal
+    grids once (compared, not hashed: traced sizes are symbolic)."""
+    grids: list[tuple[int, ...]] = []
+    for grid in reversed(_grids() or []):
+        if not grids or grid != grids[-1]:
+            grids.append(grid)
+    return grids
+
+
 def token_grid(x: Tensor, omega: Tensor) -> tuple[int, ...] | None:
     """The pixel grid whose tokens a Linear layer's input (B, *T, C) holds, so an ω map can drive it per token:
-    T is the grid of the last convolution that ran (channels-last features: ConvNeXt's MLP, a Swin stage) or
-    its pixels flattened in raster order (SwinIR's and ViT-style (B, H·W, C) tokens). None when the rows
-    are not one per image (windows or patches folded into the batch) or T is not that grid (a class token,
-    heads, a sequence of other length): such layers take the map's average."""
-    grid = last_grid()
+    T is the output grid of a convolution of this call (the most recent that fits) — channels-last features
+    (ConvNeXt's MLP, a Swin stage) — or its pixels flattened in raster order (SwinIR's and ViT-style
+    (B, H·W, C) tokens). None when the rows are not one per image (windows or patches folded into the batch)
+    or T is no such grid (a class token, heads, a sequence of other length): such layers take the map's
+    average."""
     tokens = tuple(x.shape[1:-1])
-    if grid is None or x.shape[0] != omega.shape[0] or len(grid) != omega.ndim - 2:
+    if x.shape[0] != omega.shape[0] or not tokens:
         return None
-    if tokens == grid or (len(tokens) == 1 and tokens[0] == math.prod(grid)):
-        return grid
+    for grid in recent_grids():  # pooled features (a 1×1 grid) may have come last
+        if len(grid) == omega.ndim - 2 and (tokens == grid or tokens == (math.prod(grid),)):
+            return grid
     return None
 
 
