@@ -4,10 +4,10 @@
     python benchmarks/overhead_models.py --device cuda --size 128 --batch 8 --full
     python benchmarks/overhead_models.py --compile --out benchmarks/results/overhead_models_compiled.json
 
-Three comparisons per network, each timed in alternating rounds so both sides see the same machine state
-(the ratio is the median over rounds of tunable / plain): a forward at one ω shared by the batch, a training
-step (forward, L1 loss, backward) at per-sample ω, and the network baked at a fixed ω (:func:`tunify.bake`)
-against the original. A first row times the original against itself: the noise of the measurement.
+Four comparisons per network, each timed in alternating rounds so both sides see the same machine state
+(the ratio is the median over rounds of tunable / plain): a forward at one ω shared by the batch, a forward
+with an ω map (one ω per pixel), a training step (forward, L1 loss, backward) at per-sample ω, and the
+network baked at a fixed ω (:func:`tunify.bake`) against the original. A first row times the original against itself: the noise of the measurement.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def measure(name: str, overrides: dict[str, Any], args: argparse.Namespace) -> l
     x = torch.rand(args.batch, 3, size, size, device=args.device)
     shared = torch.tensor([0.3, 0.7], device=args.device)
     per_sample = torch.rand(args.batch, 2, device=args.device)
+    omega_map = torch.rand(args.batch, 2, *x.shape[2:], device=args.device)
     plain.eval(), tmodel.eval()
     baked = tunify.bake(tmodel, shared.cpu()).to(args.device).eval()
     if args.compile:  # every side compiled alike (the warm-up rounds compile each mode)
@@ -65,6 +66,7 @@ def measure(name: str, overrides: dict[str, Any], args: argparse.Namespace) -> l
     cases = [
         ("noise floor: plain vs plain", forward(plain, x, None), forward(plain, x, None)),
         ("forward, shared ω", forward(plain, x, None), forward(tmodel, x, shared)),
+        ("forward, ω map", forward(plain, x, None), forward(tmodel, x, omega_map)),
         ("train step, per-sample ω", train_step(plain, x, None), train_step(tmodel, x, per_sample)),
         ("baked forward", forward(plain, x, None), forward(baked, x, None)),
     ]

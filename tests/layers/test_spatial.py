@@ -54,6 +54,11 @@ def local_nafnet() -> nn.Module:
     return net.eval()
 
 
+def small_swinir() -> nn.Module:
+    """SwinIR: every Linear layer follows a map, the MLPs per token and the attention per window."""
+    return tunify.zoo.create("swinir_color_dn", embed_dim=12, depths=[2], num_heads=[2], window_size=4).eval()
+
+
 def tunable(net: nn.Module, **kwargs) -> tunify.TunableModel:
     torch.manual_seed(0)
     return spread_copies(tunify.convert(net, 2, **kwargs), scale=0.5).eval()
@@ -180,8 +185,8 @@ def halves(a: torch.Tensor, b: torch.Tensor, size: int) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     ("make", "kwargs", "margin"),
-    [(dncnn_like, {}, 5), (local_nafnet, {"parameters": ["beta", "gamma"]}, 14)],
-    ids=["dncnn", "nafnet"],
+    [(dncnn_like, {}, 5), (local_nafnet, {"parameters": ["beta", "gamma"]}, 14), (small_swinir, {}, 10)],
+    ids=["dncnn", "nafnet", "swinir"],
 )
 def test_half_and_half_map_is_each_omega_away_from_the_boundary(make, kwargs, margin) -> None:
     tmodel = tunable(make(), **kwargs)
@@ -222,6 +227,16 @@ def test_layers_without_a_grid_take_the_maps_average() -> None:
     assert report == {"0": "per pixel", "2": "per token"}  # per token where its input holds the grid's tokens
     spec = conversion_spec(tmodel)  # what `tunify info` prints
     assert (spec["map_averaged"], spec["map_per_token"]) == ([], ["2"])
+
+
+def same_convolutions_at_every_omega(tmodel: tunify.TunableModel) -> tunify.TunableModel:
+    """Give the convolutions ``embed`` and ``out`` equal copies: they still note the grid, and only the Linear
+    layers between them depend on ω."""
+    with torch.no_grad():
+        for conv in (tmodel.base_model.embed, tmodel.base_model.out):
+            for bank in conv.source.parameters():
+                bank.copy_(bank[:1].expand_as(bank))
+    return tmodel
 
 
 class Tokens(nn.Module):
@@ -317,38 +332,15 @@ def test_linear_layers_in_windows_follow_the_map_per_pixel(window, shift) -> Non
 
 
 def test_windows_of_a_block_that_does_not_declare_them_take_each_images_average() -> None:
-    tmodel = tunable(Windows(4, 2, declares=False))
-    with torch.no_grad():  # the convolutions the same at every ω: only the Linear layer follows the map
-        for conv in (tmodel.base_model.embed, tmodel.base_model.out):
-            for bank in conv.source.parameters():
-                bank.copy_(bank[:1].expand_as(bank))
+    tmodel = same_convolutions_at_every_omega(tunable(Windows(4, 2, declares=False)))
+    with torch.no_grad():
         x, maps = torch.rand(2, 3, 8, 12), torch.rand(2, 2, 8, 12)
         torch.testing.assert_close(tmodel(x, omega=maps), tmodel(x, omega=maps.mean((2, 3))))
 
 
-def test_half_and_half_map_tunes_swinir_per_region() -> None:
-    """Every Linear layer of SwinIR follows the map (MLPs per token, attention per window), so away from the
-    boundary each half computes what its own ω computes."""
-    net = tunify.zoo.create("swinir_color_dn", embed_dim=12, depths=[2], num_heads=[2], window_size=4)
-    tmodel = tunable(net.eval())
-    size, margin = 32, 10
-    x = torch.rand(1, 3, size, size)
-    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
-    with torch.no_grad():
-        out_a, out_b = tmodel(x, omega=a), tmodel(x, omega=b)
-        mixed = tmodel(x, omega=halves(a, b, size))
-    left, right = size // 2 - margin, size // 2 + margin
-    assert (out_a - out_b)[..., :left].abs().max() > 1e-2
-    torch.testing.assert_close(mixed[..., :left], out_a[..., :left], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(mixed[..., right:], out_b[..., right:], atol=1e-5, rtol=1e-5)
-
-
 def test_linear_layers_on_other_tokens_take_the_maps_average() -> None:
-    tmodel = tunable(Tokens("class_token"))
-    with torch.no_grad():  # the convolutions (which note the grid) the same at every ω
-        for conv in (tmodel.base_model.embed, tmodel.base_model.out):
-            for bank in conv.source.parameters():
-                bank.copy_(bank[:1].expand_as(bank))
+    tmodel = same_convolutions_at_every_omega(tunable(Tokens("class_token")))
+    with torch.no_grad():
         x = torch.rand(2, 3, 6, 5)
         maps = torch.rand(2, 2, 6, 5)
         torch.testing.assert_close(tmodel(x, omega=maps), tmodel(x, omega=maps.mean((2, 3))))
