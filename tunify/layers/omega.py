@@ -117,7 +117,8 @@ def shared_row(omega: Tensor) -> Tensor:
 
 
 def map_mean(omega: Tensor) -> Tensor:
-    """A map's average over its grid, (B, p): what layers that see no pixel grid (Linear, attention) use."""
+    """A map's average over its grid, (B, p): what layers that see no pixel grid use (attention, Linear layers
+    on other tokens)."""
     return omega.flatten(2).mean(-1)
 
 
