@@ -291,6 +291,8 @@ def test_linear_layers_on_the_grids_tokens_follow_the_map_per_pixel(layout, kwar
     omega = maps.clone().requires_grad_()
     tmodel(x, omega=omega).square().mean().backward()
     assert omega.grad.abs().sum(1).gt(0).all()  # the Linear layers' α reach every pixel's ω
+    one_by_one = rows[:2, :, None, None].clone().requires_grad_()  # stays a map: broadcast per sample
+    torch.testing.assert_close(tmodel(x, omega=one_by_one), tmodel(x, omega=rows[:2]), atol=1e-5, rtol=1e-5)
 
 
 class Windows(nn.Module):
@@ -329,6 +331,10 @@ def test_linear_layers_in_windows_follow_the_map_per_pixel(window, shift) -> Non
         each = [tmodel(x, omega=row) for row in rows]
         expected = sum((choice == k).unsqueeze(1) * each[k] for k in range(3))
         torch.testing.assert_close(tmodel(x, omega=maps), expected, atol=1e-5, rtol=1e-5)
+        one_by_one = rows[:2, :, None, None].clone().requires_grad_()  # stays a map: broadcast per sample
+        torch.testing.assert_close(
+            tmodel(x, omega=one_by_one), tmodel(x, omega=rows[:2]), atol=1e-5, rtol=1e-5
+        )
 
 
 def test_windows_of_a_block_that_does_not_declare_them_take_each_images_average() -> None:

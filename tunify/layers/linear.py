@@ -58,16 +58,21 @@ class TunableLinear(TunableLayer):
         None elsewhere (the map's average then drives the layer)."""
         grid = token_grid(x, omega)
         if grid is not None:
-            alpha = self.alpha(map_on_grid(omega, grid))  # [B, kernels, *grid]
+            alpha = self._alpha_on(omega, grid)
             return alpha.flatten(2).transpose(1, 2).reshape(*x.shape[:-1], -1)
         if self.window is None or omega.ndim != 4:
             return None
         tokens = tuple(x.shape[1:-1])
         for grid in recent_grids():
             if fits_windows(self.window, grid, omega.shape[0], x.shape[0], tokens):
-                alpha = window_tokens(self.alpha(map_on_grid(omega, grid)), self.window)
-                return alpha.reshape(*x.shape[:-1], -1)
+                return window_tokens(self._alpha_on(omega, grid), self.window).reshape(*x.shape[:-1], -1)
         return None
+
+    def _alpha_on(self, omega: Tensor, grid: tuple[int, ...]) -> Tensor:
+        """α of the map at every pixel of ``grid``, [B, kernels, *grid] (a 1×1 map broadcast: exported and
+        compiled graphs take per-sample ω as one)."""
+        alpha = self.alpha(map_on_grid(omega, grid))
+        return alpha.expand(*alpha.shape[:2], *grid)
 
     def _per_token(self, x: Tensor, alpha: Tensor) -> Tensor:
         """Σ_i α_i(t)·(W_i x_t + b_i) for every token t of x (…, in), with α (…, kernels)."""
