@@ -259,3 +259,13 @@ def test_spatial_program_follows_the_map_in_linear_layers_on_tokens(make, size, 
     with torch.no_grad():
         torch.testing.assert_close(program.module()(x, omega), tmodel(x, omega=omega), atol=1e-5, rtol=0)
         assert not torch.allclose(tmodel(x, omega=omega), tmodel(x, omega=omega.mean((2, 3))), atol=1e-3)
+
+
+def test_per_sample_program_of_a_windowed_block(tmp_path: Path) -> None:
+    """mix="outputs" runs per-sample ω as a 1×1 map, which the Linear layers of windows broadcast."""
+    tmodel = tunable(Windows(4, 2))
+    path = tunify.export(tmodel, tmp_path / "w.pt2", mix="outputs", example=inputs((2, 12, 16)))
+    x, omega = inputs((3, 8, 12)), torch.rand(3, P)
+    with torch.no_grad():
+        expected = tmodel(x, omega=omega)
+        torch.testing.assert_close(torch.export.load(path).module()(x, omega), expected, atol=1e-5, rtol=0)
