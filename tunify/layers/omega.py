@@ -161,8 +161,8 @@ def recent_grids() -> list[tuple[int, ...]]:
 def token_grid(x: Tensor, omega: Tensor) -> tuple[int, ...] | None:
     """The pixel grid whose tokens a Linear layer's input (B, *T, C) holds, so an ω map can drive it per token:
     T is the output grid of a convolution of this call (the most recent that fits) — channels-last features
-    (ConvNeXt's MLP, a Swin stage) — or its pixels flattened in raster order (SwinIR's and ViT-style
-    (B, H·W, C) tokens). None when the rows are not one per image (windows or patches folded into the batch)
+    (ConvNeXt's MLP) — or its pixels flattened in raster order (SwinIR's and Uformer's (B, H·W, C) tokens; a
+    Conv1d front-end's time steps). None when the rows are not one per image (windows or patches folded into the batch)
     or T is no such grid (a class token, heads, a sequence of other length): such layers take the map's
     average."""
     tokens = tuple(x.shape[1:-1])
