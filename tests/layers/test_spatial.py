@@ -337,10 +337,15 @@ def test_linear_layers_in_windows_follow_the_map_per_pixel(window, shift) -> Non
         )
 
 
-def test_windows_of_a_block_that_does_not_declare_them_take_each_images_average() -> None:
-    tmodel = same_convolutions_at_every_omega(tunable(Windows(4, 2, declares=False)))
+@pytest.mark.parametrize(
+    ("declares", "size"),
+    [(False, (8, 12)), (True, (4, 4))],
+    ids=["undeclared", "one-shifted-window"],  # in one shifted window the token order cannot be told
+)
+def test_windows_the_map_cannot_follow_take_each_images_average(declares, size) -> None:
+    tmodel = same_convolutions_at_every_omega(tunable(Windows(4, 2, declares=declares)))
     with torch.no_grad():
-        x, maps = torch.rand(2, 3, 8, 12), torch.rand(2, 2, 8, 12)
+        x, maps = torch.rand(2, 3, *size), torch.rand(2, 2, *size)
         torch.testing.assert_close(tmodel(x, omega=maps), tmodel(x, omega=maps.mean((2, 3))))
 
 

@@ -57,6 +57,8 @@ class TunableLinear(TunableLayer):
         tokens (:func:`~tunify.layers.omega.token_grid`) or the windows of the layer's Swin-style block;
         None elsewhere (the map's average then drives the layer)."""
         grid = token_grid(x, omega)
+        if grid is not None and self.window is not None and self.window.hides_order(grid):
+            return None  # an image of one shifted window: its tokens may be rolled, so the average
         if grid is not None:
             alpha = self._alpha_on(omega, grid)
             return alpha.flatten(2).transpose(1, 2).reshape(*x.shape[:-1], -1)

@@ -24,6 +24,11 @@ class WindowLayout:
     size: tuple[int, int]
     shift: tuple[int, int]
 
+    def hides_order(self, grid: tuple[int, ...]) -> bool:
+        """Whether one shifted window covers the whole grid: the block's attention then sees the image's tokens
+        rolled and its MLP sees them in order, in the same shape, so a layer cannot tell which it has."""
+        return tuple(grid) == self.size and any(self.shift)
+
 
 def window_layout(module: nn.Module) -> WindowLayout | None:
     """The layout a Swin-style block declares through integer (or pair) ``window_size`` and ``shift_size``."""
