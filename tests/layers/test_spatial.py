@@ -297,15 +297,20 @@ def test_linear_layers_on_the_grids_tokens_follow_the_map_per_pixel(layout, kwar
 
 class Windows(nn.Module):
     """A Swin-style block reduced to its layout: shift, cut into windows folded into the batch, a Linear layer
-    per token, and back; with ``declares=False`` it does not name its window and shift."""
+    per token, and back. It names its window and shift as ``declares`` says: ``window_size`` (Swin),
+    ``win_size`` (Uformer), or None (not at all)."""
 
     def __init__(
-        self, window: int | tuple[int, int], shift: int | tuple[int, int], declares: bool = True
+        self,
+        window: int | tuple[int, int],
+        shift: int | tuple[int, int],
+        declares: str | None = "window_size",
     ) -> None:
         super().__init__()
         self.size, self.shift = (window, window) if isinstance(window, int) else window, shift
         if declares:
-            self.window_size, self.shift_size = window, shift
+            setattr(self, declares, window)
+            self.shift_size = shift
         self.embed, self.fc, self.out = nn.Conv2d(3, 8, 1), nn.Linear(8, 8), nn.Conv2d(8, 3, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -320,9 +325,12 @@ class Windows(nn.Module):
         return self.out(h.permute(0, 3, 1, 2))
 
 
-@pytest.mark.parametrize(("window", "shift"), [(4, 0), (4, 2), ((2, 4), (1, 2))])
-def test_linear_layers_in_windows_follow_the_map_per_pixel(window, shift) -> None:
-    tmodel = tunable(Windows(window, shift))
+@pytest.mark.parametrize(
+    ("window", "shift", "declares"),
+    [(4, 0, "window_size"), (4, 2, "window_size"), ((2, 4), (1, 2), "window_size"), (4, 2, "win_size")],
+)
+def test_linear_layers_in_windows_follow_the_map_per_pixel(window, shift, declares) -> None:
+    tmodel = tunable(Windows(window, shift, declares))
     x = torch.rand(2, 3, 8, 12)
     rows = torch.rand(3, 2)
     choice = torch.randint(3, (2, 8, 12))
@@ -339,7 +347,7 @@ def test_linear_layers_in_windows_follow_the_map_per_pixel(window, shift) -> Non
 
 @pytest.mark.parametrize(
     ("declares", "size"),
-    [(False, (8, 12)), (True, (4, 4))],
+    [(None, (8, 12)), ("window_size", (4, 4))],
     ids=["undeclared", "one-shifted-window"],  # in one shifted window the token order cannot be told
 )
 def test_windows_the_map_cannot_follow_take_each_images_average(declares, size) -> None:

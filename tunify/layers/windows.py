@@ -1,6 +1,6 @@
 """ω maps through window attention: the image's windows are folded into the batch, and the map follows them.
 
-Swin-style blocks (SwinIR, Swin2SR, HAT, DRCT) shift the feature map by ``shift_size``, cut it into
+Swin-style blocks (SwinIR, Swin2SR, HAT, DRCT, Uformer) shift the feature map by ``shift_size``, cut it into
 ``window_size`` windows and run attention on (B·windows, window pixels, C): the Linear layers inside see
 windows, not images. A block that names both attributes declares that layout, so at conversion every Linear
 layer inside it learns its block's window and shift (:func:`note_windows`), and under an ω map partitions
@@ -31,8 +31,10 @@ class WindowLayout:
 
 
 def window_layout(module: nn.Module) -> WindowLayout | None:
-    """The layout a Swin-style block declares through integer (or pair) ``window_size`` and ``shift_size``."""
-    size, shift = getattr(module, "window_size", None), getattr(module, "shift_size", None)
+    """The layout a Swin-style block declares through integer (or pair) ``window_size`` (Uformer:
+    ``win_size``) and ``shift_size``."""
+    size = getattr(module, "window_size", getattr(module, "win_size", None))
+    shift = getattr(module, "shift_size", None)
     pairs = [_pair(size), _pair(shift)]
     if None in pairs or min(pairs[0]) < 1:
         return None
