@@ -296,9 +296,9 @@ def test_linear_layers_on_the_grids_tokens_follow_the_map_per_pixel(layout, kwar
 
 
 class Windows(nn.Module):
-    """A Swin-style block reduced to its layout: shift, cut into windows folded into the batch, a Linear layer
-    per token, and back. It names its window and shift as ``declares`` says: ``window_size`` (Swin),
-    ``win_size`` (Uformer), or None (not at all)."""
+    """A Swin-style block reduced to its layout: shift, cut into windows folded into the batch (SCUNet: kept in
+    dimension 1), a Linear layer per token, and back. It names its window and shift as ``declares`` says:
+    ``window_size`` (Swin), ``win_size`` (Uformer), ``type`` (SCUNet: "SW" shifts half a window), or None."""
 
     def __init__(
         self,
@@ -308,7 +308,10 @@ class Windows(nn.Module):
     ) -> None:
         super().__init__()
         self.size, self.shift = (window, window) if isinstance(window, int) else window, shift
-        if declares:
+        self.folded = declares != "type"
+        if declares == "type":
+            self.window_size, self.type = window, "SW" if shift else "W"
+        elif declares:
             setattr(self, declares, window)
             self.shift_size = shift
         self.embed, self.fc, self.out = nn.Conv2d(3, 8, 1), nn.Linear(8, 8), nn.Conv2d(8, 3, 1)
@@ -319,7 +322,8 @@ class Windows(nn.Module):
         (wh, ww), shift = self.size, (self.shift, self.shift) if isinstance(self.shift, int) else self.shift
         h = torch.roll(h, (-shift[0], -shift[1]), (1, 2))
         windows = h.reshape(b, height // wh, wh, width // ww, ww, c).permute(0, 1, 3, 2, 4, 5)
-        windows = self.fc(windows.reshape(-1, wh * ww, c))
+        shape = (-1, wh * ww, c) if self.folded else (b, -1, wh * ww, c)
+        windows = self.fc(windows.reshape(shape))
         h = windows.reshape(b, height // wh, width // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5)
         h = torch.roll(h.reshape(b, height, width, c), shift, (1, 2))
         return self.out(h.permute(0, 3, 1, 2))
@@ -327,7 +331,13 @@ class Windows(nn.Module):
 
 @pytest.mark.parametrize(
     ("window", "shift", "declares"),
-    [(4, 0, "window_size"), (4, 2, "window_size"), ((2, 4), (1, 2), "window_size"), (4, 2, "win_size")],
+    [
+        (4, 0, "window_size"),
+        (4, 2, "window_size"),
+        ((2, 4), (1, 2), "window_size"),
+        (4, 2, "win_size"),
+        (4, 2, "type"),
+    ],
 )
 def test_linear_layers_in_windows_follow_the_map_per_pixel(window, shift, declares) -> None:
     tmodel = tunable(Windows(window, shift, declares))
@@ -346,12 +356,14 @@ def test_linear_layers_in_windows_follow_the_map_per_pixel(window, shift, declar
 
 
 @pytest.mark.parametrize(
-    ("declares", "size"),
-    [(None, (8, 12)), ("window_size", (4, 4))],
-    ids=["undeclared", "one-shifted-window"],  # in one shifted window the token order cannot be told
+    ("window", "shift", "declares", "size"),
+    [(4, 2, None, (8, 12)), (4, 2, "window_size", (4, 4)), (2, 1, "type", (4, 4))],
+    # one shifted window, or SCUNet's windows × window pixels shaped as the image (4 × 4 windows of 2 × 2):
+    # the layer cannot tell them from the image's own tokens
+    ids=["undeclared", "one-shifted-window", "windows-shaped-as-the-image"],
 )
-def test_windows_the_map_cannot_follow_take_each_images_average(declares, size) -> None:
-    tmodel = same_convolutions_at_every_omega(tunable(Windows(4, 2, declares=declares)))
+def test_windows_the_map_cannot_follow_take_each_images_average(window, shift, declares, size) -> None:
+    tmodel = same_convolutions_at_every_omega(tunable(Windows(window, shift, declares=declares)))
     with torch.no_grad():
         x, maps = torch.rand(2, 3, *size), torch.rand(2, 2, *size)
         torch.testing.assert_close(tmodel(x, omega=maps), tmodel(x, omega=maps.mean((2, 3))))

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import TunableLayer
-from .omega import check_rows, map_mean, map_on_grid, omega_form, recent_grids, token_grid
+from .omega import check_rows, holds_tokens, map_mean, map_on_grid, omega_form, recent_grids, token_grid
 from .windows import WindowLayout, fits_windows, window_tokens
 
 
@@ -56,19 +56,18 @@ class TunableLinear(TunableLayer):
         """α for each token of ``x`` (*x.shape[:-1], kernels) where an ω map can follow them: the image grid's
         tokens (:func:`~tunify.layers.omega.token_grid`) or the windows of the layer's Swin-style block;
         None elsewhere (the map's average then drives the layer)."""
+        if self.window is not None and omega.ndim == 4:  # a block's windows first: it declared them
+            tokens = tuple(x.shape[1:-1])
+            for grid in recent_grids():
+                if fits_windows(self.window, grid, omega.shape[0], x.shape[0], tokens):
+                    if holds_tokens(x, omega, grid) and not self.window.keeps_order(grid):
+                        return None  # the image's own tokens in the same shape: it cannot tell which it has
+                    alpha = window_tokens(self._alpha_on(omega, grid), self.window)
+                    return alpha.reshape(*x.shape[:-1], -1)
         grid = token_grid(x, omega)
-        if grid is not None and self.window is not None and self.window.hides_order(grid):
-            return None  # an image of one shifted window: its tokens may be rolled, so the average
-        if grid is not None:
-            alpha = self._alpha_on(omega, grid)
-            return alpha.flatten(2).transpose(1, 2).reshape(*x.shape[:-1], -1)
-        if self.window is None or omega.ndim != 4:
+        if grid is None:
             return None
-        tokens = tuple(x.shape[1:-1])
-        for grid in recent_grids():
-            if fits_windows(self.window, grid, omega.shape[0], x.shape[0], tokens):
-                return window_tokens(self._alpha_on(omega, grid), self.window).reshape(*x.shape[:-1], -1)
-        return None
+        return self._alpha_on(omega, grid).flatten(2).transpose(1, 2).reshape(*x.shape[:-1], -1)
 
     def _alpha_on(self, omega: Tensor, grid: tuple[int, ...]) -> Tensor:
         """α of the map at every pixel of ``grid``, [B, kernels, *grid] (a 1×1 map broadcast: exported and

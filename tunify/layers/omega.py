@@ -165,13 +165,18 @@ def token_grid(x: Tensor, omega: Tensor) -> tuple[int, ...] | None:
     Conv1d front-end's time steps). None when the rows are not one per image (windows or patches folded into the batch)
     or T is no such grid (a class token, heads, a sequence of other length): such layers take the map's
     average."""
-    tokens = tuple(x.shape[1:-1])
-    if x.shape[0] != omega.shape[0] or not tokens:
-        return None
     for grid in recent_grids():  # pooled features (a 1×1 grid) may have come last
-        if len(grid) == omega.ndim - 2 and (tokens == grid or tokens == (math.prod(grid),)):
+        if holds_tokens(x, omega, grid):
             return grid
     return None
+
+
+def holds_tokens(x: Tensor, omega: Tensor, grid: tuple[int, ...]) -> bool:
+    """Whether ``x`` (B, *T, C) holds one image of ``grid`` per ω row, channels-last or flattened in raster order."""
+    tokens = tuple(x.shape[1:-1])
+    if x.shape[0] != omega.shape[0] or not tokens or len(grid) != omega.ndim - 2:
+        return False
+    return tokens == tuple(grid) or tokens == (math.prod(grid),)
 
 
 def map_on_grid(omega: Tensor, size: Sequence[int]) -> Tensor:

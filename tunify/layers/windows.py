@@ -1,6 +1,6 @@
 """ω maps through window attention: the image's windows are folded into the batch, and the map follows them.
 
-Swin-style blocks (SwinIR, Swin2SR, HAT, DRCT, Uformer) shift the feature map by ``shift_size``, cut it into
+Swin-style blocks (SwinIR, Swin2SR, HAT, DRCT, Uformer, SCUNet) shift the feature map by ``shift_size``, cut it into
 ``window_size`` windows and run attention on (B·windows, window pixels, C): the Linear layers inside see
 windows, not images. A block that names both attributes declares that layout, so at conversion every Linear
 layer inside it learns its block's window and shift (:func:`note_windows`), and under an ω map partitions
@@ -24,18 +24,20 @@ class WindowLayout:
     size: tuple[int, int]
     shift: tuple[int, int]
 
-    def hides_order(self, grid: tuple[int, ...]) -> bool:
-        """Whether one shifted window covers the whole grid: the block's attention then sees the image's tokens
-        rolled and its MLP sees them in order, in the same shape, so a layer cannot tell which it has."""
-        return tuple(grid) == self.size and any(self.shift)
+    def keeps_order(self, grid: tuple[int, ...]) -> bool:
+        """Whether cutting ``grid`` into windows leaves its pixels in raster order: one window, no shift."""
+        return tuple(grid) == self.size and not any(self.shift)
 
 
 def window_layout(module: nn.Module) -> WindowLayout | None:
-    """The layout a Swin-style block declares through integer (or pair) ``window_size`` (Uformer:
-    ``win_size``) and ``shift_size``."""
-    size = getattr(module, "window_size", getattr(module, "win_size", None))
+    """The layout a Swin-style block declares: an integer (or pair) ``window_size`` (Uformer: ``win_size``)
+    and ``shift_size``, or SCUNet's ``type``, "W" (no shift) or "SW" (half a window)."""
+    size = _pair(getattr(module, "window_size", getattr(module, "win_size", None)))
     shift = getattr(module, "shift_size", None)
-    pairs = [_pair(size), _pair(shift)]
+    kind = getattr(module, "type", None)
+    if shift is None and size is not None and kind in ("W", "SW"):
+        shift = (size[0] // 2, size[1] // 2) if kind == "SW" else 0
+    pairs = [size, _pair(shift)]
     if None in pairs or min(pairs[0]) < 1:
         return None
     return WindowLayout(*pairs)
@@ -62,11 +64,15 @@ def note_windows(model: nn.Module, layer_type: type[nn.Module]) -> None:
 def fits_windows(
     layout: WindowLayout, grid: tuple[int, ...], batch: int, rows: int, tokens: tuple[int, ...]
 ) -> bool:
-    """Whether a layer input of ``rows`` rows of ``tokens`` is ``batch`` images of ``grid`` cut into windows."""
+    """Whether a layer input of ``rows`` rows of ``tokens`` is ``batch`` images of ``grid`` cut into windows:
+    folded into the batch (Swin: B·windows rows of window pixels) or one row per image (SCUNet: B rows of
+    windows × window pixels)."""
     if len(grid) != 2 or grid[0] % layout.size[0] or grid[1] % layout.size[1]:
         return False
-    windows = (grid[0] // layout.size[0]) * (grid[1] // layout.size[1])
-    return rows == batch * windows and tokens in ((math.prod(layout.size),), layout.size)
+    windows, pixels = (grid[0] // layout.size[0]) * (grid[1] // layout.size[1]), math.prod(layout.size)
+    if rows == batch and tokens == (windows, pixels):
+        return True
+    return rows == batch * windows and tokens in ((pixels,), layout.size)
 
 
 def window_tokens(alpha: Tensor, layout: WindowLayout) -> Tensor:
