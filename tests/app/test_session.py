@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from tunify.app import AppError, Settings, Tuner, open_picture
+from tunify.app.layout import _about
 from tunify.cli import main
 from tunify.data import read_image
 
@@ -17,6 +18,11 @@ from tunify.data import read_image
 @pytest.fixture(scope="module")
 def tuner(model_dir: Path) -> Tuner:
     return Tuner.load(str(model_dir))
+
+
+def test_the_about_text_says_how_far_painted_regions_reach(tuner: Tuner) -> None:
+    layers = len(tuner.config["conversion"]["layers"])
+    assert f"Painted regions: {layers} of {layers} converted layers/tensors mix per pixel." in _about(tuner)
 
 
 def test_preview_is_one_pass_at_the_chosen_omega(tuner: Tuner, image_path: Path) -> None:

@@ -18,7 +18,7 @@ import tunify
 from tests.conftest import tiny_dncnn
 from tunify.cli import demo as demo_cmd
 from tunify.cli import main
-from tunify.cli.info import _map_line, _p_line
+from tunify.cli.info import _p_line, map_line
 from tunify.hub import save_pretrained
 
 
@@ -384,9 +384,9 @@ def test_info_says_how_an_omega_map_acts() -> None:
         "map_averaged": ["blocks.0.attn.qkv"],
         "map_per_token": ["blocks.0.mlp.fc1"],
     }
-    assert _map_line(conversion) == (
+    assert map_line(conversion) == (
         "2 of 4 converted layers/tensors mix per pixel, 1 per token (Linear layers, where their input holds "
         "the image's tokens or windows); the map's average drives blocks.0.attn.qkv"
     )
     del conversion["map_per_token"]  # a file written before Linear layers followed the tokens
-    assert _map_line(conversion).startswith("3 of 4 converted layers/tensors mix per pixel;")
+    assert map_line(conversion).startswith("3 of 4 converted layers/tensors mix per pixel;")

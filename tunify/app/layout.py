@@ -16,6 +16,7 @@ import gradio as gr
 import numpy as np
 
 from ..cli._common import parse_omega
+from ..cli.info import map_line
 from ..data import to_uint8
 from ..hub import SAMPLE_IMAGE
 from .controls import OmegaControls
@@ -306,7 +307,10 @@ def _about(tuner: Tuner) -> str:
         "independent": f"{c.p} independent knobs",
     }[c.mode]
     scale = f", ×{tuner.scale} upscaling" if tuner.scale > 1 else ""
-    return f"**{tuner.title}**: {tuner.config.get('info', {}).get('task', 'image-to-image')}{scale}; ω is {kind}."
+    task = tuner.config.get("info", {}).get("task", "image-to-image")
+    conversion = tuner.config.get("conversion", {})
+    regions = f" Painted regions: {map_line(conversion)}." if "map_averaged" in conversion else ""
+    return f"**{tuner.title}**: {task}{scale}; ω is {kind}.{regions}"
 
 
 def _slider_group(value: float, id_prefix: str) -> list[Any]:

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     print(_p_line(config["p"], conversion))
     print(f"tunify:      {config['tunify_version']}")
     if "map_averaged" in conversion:
-        print(f"ω map:       {_map_line(conversion)}")
+        print(f"ω map:       {map_line(conversion)}")
     _print_objectives(info.get("objectives", []), config["p"])
     if info.get("metrics"):
         print("metrics:")
@@ -75,7 +75,7 @@ def _p_line(p: int, conversion: dict[str, Any]) -> str:
     return f"p:           {p}  ({what} tunable)"
 
 
-def _map_line(conversion: dict[str, Any]) -> str:
+def map_line(conversion: dict[str, Any]) -> str:
     """How a per-pixel ω map acts: exactly per pixel in most layers, per token in Linear layers that see the
     image grid's tokens, through its average in the rest."""
     averaged = conversion["map_averaged"]
