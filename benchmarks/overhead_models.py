@@ -7,7 +7,8 @@
 Four comparisons per network, each timed in alternating rounds so both sides see the same machine state
 (the ratio is the median over rounds of tunable / plain): a forward at one ω shared by the batch, a forward
 with an ω map (one ω per pixel), a training step (forward, L1 loss, backward) at per-sample ω, and the
-network baked at a fixed ω (:func:`tunify.bake`) against the original. A first row times the original against itself: the noise of the measurement.
+network baked at a fixed ω (:func:`tunify.bake`) against the original. A first row times the original
+against itself: the noise of the measurement.
 """
 
 from __future__ import annotations

@@ -296,8 +296,8 @@ def test_linear_layers_on_the_grids_tokens_follow_the_map_per_pixel(layout, kwar
 
 
 class Windows(nn.Module):
-    """A Swin-style block reduced to its layout: shift, cut into windows folded into the batch (SCUNet: kept in
-    dimension 1), a Linear layer per token, and back. It names its window and shift as ``declares`` says:
+    """A Swin-style block reduced to its layout: shift, cut into windows folded into the batch (SCUNet: kept
+    in dimension 1), a Linear layer per token, and back. It names its window and shift as ``declares`` says:
     ``window_size`` (Swin), ``win_size`` (Uformer), ``type`` (SCUNet: "SW" shifts half a window), or None."""
 
     def __init__(

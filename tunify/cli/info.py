@@ -83,7 +83,8 @@ def map_line(conversion: dict[str, Any]) -> str:
     total = len(conversion["layers"]) + len(conversion["tensors"])
     line = f"{total - len(averaged) - len(per_token)} of {total} converted layers/tensors mix per pixel"
     if per_token:
-        line += f", {len(per_token)} per token (Linear layers, where their input holds the image's tokens or windows)"
+        where = "where their input holds the image's tokens or windows"
+        line += f", {len(per_token)} per token (Linear layers, {where})"
     if averaged:
         shown = ", ".join(averaged[:6]) + (f", … ({len(averaged) - 6} more)" if len(averaged) > 6 else "")
         line += f"; the map's average drives {shown}"

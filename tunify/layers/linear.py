@@ -24,7 +24,8 @@ class TunableLinear(TunableLayer):
     """Tunable counterpart of ``nn.Linear``."""
 
     window: WindowLayout | None = None
-    """The window layout of the Swin-style block around the layer (:func:`~tunify.layers.windows.note_windows`)."""
+    """The window layout of the Swin-style block around the layer (set by
+    :func:`~tunify.layers.windows.note_windows` at conversion)."""
 
     def forward(self, x: Tensor) -> Tensor:
         omega = self.omega()

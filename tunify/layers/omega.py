@@ -159,12 +159,12 @@ def recent_grids() -> list[tuple[int, ...]]:
 
 
 def token_grid(x: Tensor, omega: Tensor) -> tuple[int, ...] | None:
-    """The pixel grid whose tokens a Linear layer's input (B, *T, C) holds, so an ω map can drive it per token:
-    T is the output grid of a convolution of this call (the most recent that fits) — channels-last features
-    (ConvNeXt's MLP) — or its pixels flattened in raster order (SwinIR's and Uformer's (B, H·W, C) tokens; a
-    Conv1d front-end's time steps). None when the rows are not one per image (windows or patches folded into the batch)
-    or T is no such grid (a class token, heads, a sequence of other length): such layers take the map's
-    average."""
+    """The pixel grid whose tokens a Linear layer's input (B, *T, C) holds, so an ω map can drive it per
+    token: T is the output grid of a convolution of this call (the most recent that fits) — channels-last
+    features (ConvNeXt's MLP) — or its pixels flattened in raster order (SwinIR's and Uformer's (B, H·W, C)
+    tokens; a Conv1d front-end's time steps). None when the rows are not one per image (windows or patches
+    folded into the batch) or T is no such grid (a class token, heads, a sequence of other length): such
+    layers take the map's average."""
     for grid in recent_grids():  # pooled features (a 1×1 grid) may have come last
         if holds_tokens(x, omega, grid):
             return grid
@@ -172,7 +172,8 @@ def token_grid(x: Tensor, omega: Tensor) -> tuple[int, ...] | None:
 
 
 def holds_tokens(x: Tensor, omega: Tensor, grid: tuple[int, ...]) -> bool:
-    """Whether ``x`` (B, *T, C) holds one image of ``grid`` per ω row, channels-last or flattened in raster order."""
+    """Whether ``x`` (B, *T, C) holds one image of ``grid`` per ω row, channels-last or flattened in raster
+    order."""
     tokens = tuple(x.shape[1:-1])
     if x.shape[0] != omega.shape[0] or not tokens or len(grid) != omega.ndim - 2:
         return False

@@ -1,11 +1,12 @@
 """ω maps through window attention: the image's windows are folded into the batch, and the map follows them.
 
-Swin-style blocks (SwinIR, Swin2SR, HAT, DRCT, Uformer, SCUNet) shift the feature map by ``shift_size``, cut it into
-``window_size`` windows and run attention on (B·windows, window pixels, C): the Linear layers inside see
-windows, not images. A block that names both attributes declares that layout, so at conversion every Linear
-layer inside it learns its block's window and shift (:func:`note_windows`), and under an ω map partitions
-the map the way the block partitions its features (:func:`window_tokens`): each token gets its own pixel's
-ω. Anywhere else folded rows take each image's average.
+Swin-style blocks (SwinIR, Swin2SR, HAT, DRCT, Uformer, SCUNet) shift the feature map by ``shift_size``,
+cut it into ``window_size`` windows and run attention on them (B·windows rows of window pixels; SCUNet
+keeps the windows in dimension 1): the Linear layers inside see windows, not images. A block that names
+its window and shift declares that layout, so at conversion every Linear layer inside it learns its
+block's layout (:func:`note_windows`), and under an ω map partitions the map the way the block partitions
+its features (:func:`window_tokens`): each token gets its own pixel's ω. Anywhere else folded rows take
+each image's average.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def window_layout(module: nn.Module) -> WindowLayout | None:
     and ``shift_size``, or SCUNet's ``type``, "W" (no shift) or "SW" (half a window)."""
     size = _pair(getattr(module, "window_size", getattr(module, "win_size", None)))
     shift = getattr(module, "shift_size", None)
-    kind = getattr(module, "type", None)
+    kind = getattr(module, "type", None)  # on other modules, nn.Module's type() method
     if shift is None and size is not None and kind in ("W", "SW"):
         shift = (size[0] // 2, size[1] // 2) if kind == "SW" else 0
     pairs = [size, _pair(shift)]
@@ -52,7 +53,8 @@ def _pair(value: object) -> tuple[int, int] | None:
 
 
 def note_windows(model: nn.Module, layer_type: type[nn.Module]) -> None:
-    """Give every ``layer_type`` layer inside a Swin-style block that block's layout (the innermost block's)."""
+    """Give every ``layer_type`` layer inside a Swin-style block that block's layout (the innermost
+    block's)."""
     for block in model.modules():  # parents before children: an inner block overrides an outer one
         layout = window_layout(block)
         if layout is not None:
