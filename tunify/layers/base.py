@@ -32,9 +32,9 @@ SourceFactory = Callable[[nn.Module, dict[str, Tensor], int], TensorSource]
 
 VERTEX_MAX_ROWS = 16
 """Per-sample ω runs samples of at most this many rows (pixels of a 1×1 convolution's map, tokens of a
-Linear) through the vertex weights (:meth:`TunableLayer.uses_vertices`). Measured on NAFNet-width32 at
-64×64 (a 4×4 bottleneck of 512 channels), batch 4, p = 2: its per-sample training step 2.00× → 1.63× the
-plain network's on 2 CPU threads; on one thread per-sample weights stay faster (1.42× against 1.53×)."""
+Linear) through the vertex weights (:meth:`TunableLayer.uses_vertices`). NAFNet-width32 (SIDD depths) at
+64×64, batch 4, p = 2: its per-sample training step 1.51× → 1.44× the plain network's on one CPU thread
+(1.26× → 1.21× with one block per level on two threads); at 64 rows it is slower again."""
 
 
 def get_tensor(module: nn.Module, name: str) -> Tensor | None:
@@ -187,18 +187,14 @@ class TunableLayer(OmegaReader):
         """The source's constant tensors (None if linear) and α-slopes [kernels, *shape], for per-pixel ω."""
         return self.cached(None, self.watched(), "vertices", self.source.vertices)
 
-    def uses_vertices(self, batch: int, rows: int, device: torch.device) -> bool:
+    def uses_vertices(self, batch: int, rows: int) -> bool:
         """Whether per-sample ω with ``rows`` rows per sample runs through the vertices
         (:meth:`per_sample_rows`): one row (a pooled vector); up to :data:`VERTEX_MAX_ROWS` (a U-Net's 4×4
-        bottleneck, a few tokens) when there are more samples than kernels to build, except on a single CPU
-        thread, where one product per sample is faster. Never while tracing or compiling, where the choice
-        would fix a dynamic size (the batched products take any)."""
+        bottleneck, a few tokens) when there are more samples than kernels to build. Never while tracing or
+        compiling, where the choice would fix a dynamic size (the batched products take any)."""
         if torch.compiler.is_compiling():
             return False
-        if rows == 1:
-            return True
-        several_threads = device.type != "cpu" or torch.get_num_threads() > 1
-        return rows <= VERTEX_MAX_ROWS and batch > self.kernels and several_threads
+        return rows == 1 or (rows <= VERTEX_MAX_ROWS and batch > self.kernels)
 
     def per_sample_rows(self, x: Tensor, omega: Tensor) -> Tensor:
         """``W_b x_b + b_b`` for each sample's columns (x (B, in, n) → (B, out, n)), through the vertices.

@@ -200,7 +200,7 @@ class TunableConv(_TunableConvBase):
             return super()._per_sample(x, omega, extra)
         b = x.shape[0]
         rows, spatial = _patch_rows(x, kernel)
-        if self.uses_vertices(b, rows.shape[2], x.device):  # pooled features, a small bottleneck map
+        if self.uses_vertices(b, rows.shape[2]):  # pooled features, a small bottleneck map
             return self.per_sample_rows(rows, omega).view(b, -1, *spatial)
         tensors = self.source(self.alpha(omega))
         weight = tensors["weight"].reshape(b, -1, rows.shape[1])  # [B, Cout, Cin·∏kernel]

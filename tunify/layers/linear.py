@@ -42,7 +42,7 @@ class TunableLinear(TunableLayer):
         # [B, k·tokens, in]; -1 keeps the row count symbolic under torch.export (an empty layer, in = 0, cannot
         # infer it and counts the rows itself)
         rows = x.reshape(b, -1 if x.shape[-1] else x.shape[:-1].numel() // b, x.shape[-1])
-        if self.uses_vertices(b, rows.shape[1], x.device):  # one vector per sample, a few tokens
+        if self.uses_vertices(b, rows.shape[1]):  # one vector per sample, a few tokens
             return (
                 self.per_sample_rows(rows.transpose(1, 2), omega).transpose(1, 2).reshape(*x.shape[:-1], -1)
             )
