@@ -14,7 +14,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 import tunify
-from tests.conftest import num_threads, spread_copies
+from tests.conftest import spread_copies
+from tunify.layers import base as layers_base
 
 
 class CheckpointedNet(nn.Module):
@@ -99,30 +100,32 @@ class ChannelsLastNet(nn.Module):
         return self.sequence(self.pointwise(self.down(self.conv(x))).flatten(2))
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_channels_last_model_and_inputs(threads: int) -> None:
+@pytest.mark.parametrize("vertex_max_rows", [0, 16])
+def test_channels_last_model_and_inputs(vertex_max_rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """``model.to(memory_format=torch.channels_last)`` works on a converted network (its copies of a 2-D
     kernel are stacked in 5-D, which torch refuses that format) and, with channels-last inputs, gives the
-    contiguous network's outputs and gradients for shared, per-sample and per-pixel ω."""
+    contiguous network's outputs and gradients for shared, per-sample and per-pixel ω; per sample, the
+    downsampling's 16 patches and the 1×1 convolution on the 4×4 map run through per-sample weights, or
+    through the vertex kernels."""
+    monkeypatch.setattr(layers_base, "VERTEX_MAX_ROWS", vertex_max_rows)
     torch.manual_seed(0)
     tmodel = spread_copies(tunify.convert(ChannelsLastNet(), 2), scale=0.3)
     channels_last = copy.deepcopy(tmodel).to(memory_format=torch.channels_last)
     x = torch.randn(3, 3, 8, 8)
-    with num_threads(threads):
-        for omega in (torch.tensor([0.3, 0.7]), torch.rand(3, 2), torch.rand(3, 2, 8, 8)):
-            results = []
-            for model, inputs in (
-                (tmodel, x),
-                (channels_last, x.contiguous(memory_format=torch.channels_last)),
-            ):
-                model.zero_grad(set_to_none=True)
-                y = model(inputs, omega=omega)
-                y.square().sum().backward()
-                results.append((y.detach(), [t.grad for t in model.parameters()]))
-            (y, grads), (y_last, grads_last) = results
-            torch.testing.assert_close(y_last, y, atol=1e-5, rtol=1e-5)
-            for g_last, g in zip(grads_last, grads, strict=True):
-                torch.testing.assert_close(g_last, g, atol=1e-5, rtol=1e-5)
+    for omega in (torch.tensor([0.3, 0.7]), torch.rand(3, 2), torch.rand(3, 2, 8, 8)):
+        results = []
+        for model, inputs in (
+            (tmodel, x),
+            (channels_last, x.contiguous(memory_format=torch.channels_last)),
+        ):
+            model.zero_grad(set_to_none=True)
+            y = model(inputs, omega=omega)
+            y.square().sum().backward()
+            results.append((y.detach(), [t.grad for t in model.parameters()]))
+        (y, grads), (y_last, grads_last) = results
+        torch.testing.assert_close(y_last, y, atol=1e-5, rtol=1e-5)
+        for g_last, g in zip(grads_last, grads, strict=True):
+            torch.testing.assert_close(g_last, g, atol=1e-5, rtol=1e-5)
 
 
 def test_torch_func_transforms_leave_nothing_behind() -> None:

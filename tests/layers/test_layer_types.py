@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from tests.conftest import num_threads, spread_copies
+from tests.conftest import spread_copies
 from tunify.layers import TunableModule, factory_for, use_omega
+from tunify.layers import base as layers_base
 from tunify.layers import conv as conv_module
 
 torch.set_default_dtype(torch.float32)
@@ -123,21 +124,23 @@ def test_conv_per_sample_paths_agree(case: dict, p: int, independent: bool) -> N
     ("kernel", "size"),
     [(2, (9,)), (1, (3, 4)), (2, (9, 8)), ((2, 3), (7, 9)), (2, (12, 11)), (2, (5, 4, 6))],
 )
-@pytest.mark.parametrize("threads", [1, 2])
-def test_patch_convolutions_per_sample(kernel, size: tuple[int, ...], threads: int) -> None:
+@pytest.mark.parametrize("vertex_max_rows", [0, 10**6])
+def test_patch_convolutions_per_sample(
+    kernel, size: tuple[int, ...], vertex_max_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A convolution whose kernel is its stride (a U-Net's 2×2 stride-2 downsampling) runs per sample as one
-    product over its patches, or on few patches with several threads through the vertex kernels; the
-    remainder a convolution drops is dropped. Outputs and gradients equal the folded groups'."""
+    product over its patches, or (few patches) through the vertex kernels; the remainder a convolution drops
+    is dropped. Outputs and gradients equal the folded groups'."""
+    monkeypatch.setattr(layers_base, "VERTEX_MAX_ROWS", vertex_max_rows)
     conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[len(size)](4, 5, kernel, stride=kernel)
     tunable = spread_copies(factory_for(conv)(conv, 2), scale=0.5)
     x, omega = torch.randn(3, 4, *size), torch.rand(3, 2)
     patched = []
-    with num_threads(threads):
-        y, grads = _per_sample_outputs_and_grads(tunable, x, omega, "fold")
-        with pytest.MonkeyPatch.context() as patch:
-            rows = conv_module._patch_rows
-            patch.setattr(conv_module, "_patch_rows", lambda *a: patched.append(1) or rows(*a))
-            y_patches, grads_patches = _per_sample_outputs_and_grads(tunable, x, omega, "patches")
+    y, grads = _per_sample_outputs_and_grads(tunable, x, omega, "fold")
+    with pytest.MonkeyPatch.context() as patch:
+        rows = conv_module._patch_rows
+        patch.setattr(conv_module, "_patch_rows", lambda *a: patched.append(1) or rows(*a))
+        y_patches, grads_patches = _per_sample_outputs_and_grads(tunable, x, omega, "patches")
     assert patched
     torch.testing.assert_close(y_patches, y, atol=1e-5, rtol=1e-4)
     for g_patches, g in zip(grads_patches, grads, strict=True):
