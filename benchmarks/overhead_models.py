@@ -4,10 +4,11 @@
     python benchmarks/overhead_models.py --device cuda --size 128 --batch 8 --full
     python benchmarks/overhead_models.py --compile --out benchmarks/results/overhead_models_compiled.json
 
-Four comparisons per network, each timed in alternating rounds so both sides see the same machine state
+Five comparisons per network, each timed in alternating rounds so both sides see the same machine state
 (the ratio is the median over rounds of tunable / plain): a forward at one ω shared by the batch, a forward
-with an ω map (one ω per pixel), a training step (forward, L1 loss, backward) at per-sample ω, and the
-network baked at a fixed ω (:func:`tunify.bake`) against the original. A first row times the original
+with an ω map (one ω per pixel), a training step (forward, L1 loss, backward) at per-sample ω, the same step
+with copy 0 and φ frozen by :func:`tunify.anchor` (how the recipes train), and the network baked at a fixed
+ω (:func:`tunify.bake`) against the original. A first row times the original
 against itself: the noise of the measurement.
 """
 
@@ -62,13 +63,15 @@ def measure(name: str, overrides: dict[str, Any], args: argparse.Namespace) -> l
     omega_map = torch.rand(args.batch, 2, *x.shape[2:], device=args.device)
     plain.eval(), tmodel.eval()
     baked = tunify.bake(tmodel, shared.cpu()).to(args.device).eval()
+    anchored = tunify.anchor(copy.deepcopy(tmodel), 0)  # as the recipes train: copy 0 and φ frozen
     if args.compile:  # every side compiled alike (the warm-up rounds compile each mode)
-        plain, tmodel, baked = (torch.compile(m) for m in (plain, tmodel, baked))
+        plain, tmodel, baked, anchored = (torch.compile(m) for m in (plain, tmodel, baked, anchored))
     cases = [
         ("noise floor: plain vs plain", forward(plain, x, None), forward(plain, x, None)),
         ("forward, shared ω", forward(plain, x, None), forward(tmodel, x, shared)),
         ("forward, ω map", forward(plain, x, None), forward(tmodel, x, omega_map)),
         ("train step, per-sample ω", train_step(plain, x, None), train_step(tmodel, x, per_sample)),
+        ("train step, anchored", train_step(plain, x, None), train_step(anchored, x, per_sample)),
         ("baked forward", forward(plain, x, None), forward(baked, x, None)),
     ]
     params = sum(p.numel() for p in plain.parameters())

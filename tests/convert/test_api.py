@@ -11,6 +11,7 @@ from torch import nn
 import tunify
 from tests.conftest import spread_copies
 from tests.convert import models
+from tunify.layers.bank import CopyStack
 
 
 def small_net() -> nn.Module:
@@ -315,3 +316,30 @@ def test_anchor_keeps_one_corner_at_the_pretrained_network() -> None:
     )
     with pytest.raises(ValueError, match=r"anchor index must be in \[0, 1\]"):
         tunify.anchor(tmodel, 2)
+
+
+def test_anchoring_changes_no_output_bit() -> None:
+    """Anchoring splits the frozen copy into a parameter of its own; mixing still runs one product over all
+    copies, so outputs (shared, per-sample, map ω) and the trainable copies' gradients stay bit for bit."""
+    tmodel = spread_copies(tunify.convert(small_net(), 2), scale=0.5)
+    anchored = tunify.anchor(copy.deepcopy(tmodel), 0)
+    x = torch.randn(3, 3, 8, 8)
+    for omega in (torch.tensor([0.3, 0.7]), torch.rand(3, 2), torch.rand(3, 2, 8, 8)):
+        ys = []
+        for model in (tmodel, anchored):
+            model.zero_grad(set_to_none=True)
+            y = model(x, omega=omega)
+            y.square().sum().backward()
+            ys.append(y.detach())
+        torch.testing.assert_close(ys[1], ys[0], rtol=0, atol=0)
+    stacks = dict(tmodel.named_modules())
+    compared = 0
+    for name, stack in anchored.named_modules():
+        if isinstance(stack, CopyStack):
+            (_, whole), *_ = stacks[name].parts()
+            for start, part in stack.parts():
+                if part.requires_grad:
+                    expected = whole.grad[start : start + part.shape[0]]
+                    torch.testing.assert_close(part.grad, expected, rtol=0, atol=0, msg=name)
+                    compared += 1
+    assert compared == sum(isinstance(m, CopyStack) for m in anchored.modules())  # copy 1 of every stack
