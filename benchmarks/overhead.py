@@ -38,6 +38,7 @@ class Timing(NamedTuple):
     plain: float  # median seconds per call
     tunable: float
     ratio: float  # median over rounds of tunable / plain within the round
+    quartiles: tuple[float, float]  # first and third quartile of those ratios: how far one figure moves
 
 
 def compare(plain_fn, tunable_fn, device: str, rounds: int, repeats: int) -> Timing:
@@ -52,8 +53,11 @@ def compare(plain_fn, tunable_fn, device: str, rounds: int, repeats: int) -> Tim
         order = ((plain, plain_fn), (tunable, tunable_fn))
         for times, fn in order if i % 2 == 0 else reversed(order):
             times.append(timed(lambda fn=fn: [fn() for _ in range(repeats)], device) / repeats)
-    ratio = statistics.median(t / p for p, t in zip(plain, tunable, strict=True))
-    return Timing(statistics.median(plain), statistics.median(tunable), ratio)
+    ratios = [t / p for p, t in zip(plain, tunable, strict=True)]
+    first, _, third = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return Timing(
+        statistics.median(plain), statistics.median(tunable), statistics.median(ratios), (first, third)
+    )
 
 
 def step(layer, x, backward: bool):
@@ -102,7 +106,7 @@ def main() -> None:
                         with use_omega(omega):
                             return tunable(x)
 
-                    plain_ms, tunable_ms, ratio = compare(
+                    plain_ms, tunable_ms, ratio, _ = compare(
                         step(conv, x, backward),
                         step(tunable_call, x, backward),
                         device,
@@ -141,7 +145,7 @@ def main() -> None:
             tunify.convert(nn.Sequential(nn.Conv2d(c, c, 3, padding=1)).to(device), 2),
             torch.tensor([0.3, 0.7]),
         )
-        plain_ms, baked_ms, baked_ratio = compare(
+        plain_ms, baked_ms, baked_ratio, _ = compare(
             step(model, x, False), step(baked, x, False), device, args.rounds, args.repeats
         )
         rows.append(

@@ -9,7 +9,8 @@ Five comparisons per network, each timed in alternating rounds so both sides see
 with an ω map (one ω per pixel), a training step (forward, L1 loss, backward) at per-sample ω, the same step
 with copy 0 and φ frozen by :func:`tunify.anchor` (how the recipes train), and the network baked at a fixed
 ω (:func:`tunify.bake`) against the original. A first row times the original
-against itself: the noise of the measurement.
+against itself: the noise of the measurement; each row also keeps the first and third quartiles of the
+per-round ratios (``ratio_quartiles``), the range the middle half of the rounds fell in.
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ def measure(name: str, overrides: dict[str, Any], args: argparse.Namespace) -> l
     params = sum(p.numel() for p in plain.parameters())
     rows = []
     for case, plain_fn, tunable_fn in cases:
-        plain_s, tunable_s, ratio = compare(plain_fn, tunable_fn, args.device, args.rounds, repeats=1)
+        plain_s, tunable_s, ratio, quartiles = compare(
+            plain_fn, tunable_fn, args.device, args.rounds, repeats=1
+        )
         row = dict(
             model=name,
             overrides=overrides,
@@ -88,10 +91,12 @@ def measure(name: str, overrides: dict[str, Any], args: argparse.Namespace) -> l
             plain_ms=round(1e3 * plain_s, 2),
             tunable_ms=round(1e3 * tunable_s, 2),
             ratio=round(ratio, 3),
+            ratio_quartiles=[round(q, 3) for q in quartiles],
         )
         rows.append(row)
         print(
-            f"{name:>22} {case:>26} {row['plain_ms']:>9.1f} {row['tunable_ms']:>10.1f} {row['ratio']:>6.2f}",
+            f"{name:>22} {case:>26} {row['plain_ms']:>9.1f} {row['tunable_ms']:>10.1f} {row['ratio']:>6.2f}"
+            f"  ({quartiles[0]:.2f}–{quartiles[1]:.2f})",
             flush=True,
         )
     return rows
@@ -111,7 +116,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"{'model':>22} {'case':>26} {'plain ms':>9} {'tunable ms':>10} {'ratio':>6}")
+    print(
+        f"{'model':>22} {'case':>26} {'plain ms':>9} {'tunable ms':>10} {'ratio':>6}  (middle half of rounds)"
+    )
     rows = []
     for name, overrides in SMALL.items():
         rows += measure(name, {} if args.full else overrides, args)
