@@ -148,3 +148,31 @@ def test_a_network_that_writes_into_its_input_is_scored_on_the_input_at_every_om
     tmodel = _tunable(_ScalesItsInput())
     rows = sweep(tmodel, tiny_set, omegas=[[0.2, 0.8], [0.2, 0.8]], progress=False)  # the same ω twice
     assert rows[0]["psnr"] == pytest.approx(rows[1]["psnr"], abs=1e-9)
+
+
+class _OnMeta(MixModel):
+    """A model whose weights live on another device than the dataset ("meta" stands in for a GPU): it records
+    where its input arrives and answers on the CPU, as a GPU model's output is copied back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.ones(1, device="meta"))
+        self.devices: set[torch.device] = set()
+
+    def forward(self, x: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+        self.devices.add(x.device)
+        self.devices.add(omega.device)
+        return torch.zeros(x.shape[0], *x.shape[1:])
+
+
+def test_inputs_go_to_the_model_s_device(tiny_set: ImageFolderEval) -> None:
+    """A network trained on a GPU is swept there without naming the device (the recipes' evaluation)."""
+    model = _OnMeta()
+    sweep(model, tiny_set, omegas=[[1.0, 0.0]], progress=False)
+    assert model.devices == {torch.device("meta")}
+    model.devices.clear()
+    sweep(model, tiny_set, omegas=[[1.0, 0.0]], progress=False, device="cpu")  # an explicit device wins
+    assert model.devices == {torch.device("cpu")}
+    plain = MixModel()  # no tensors: the input's device
+    (row,) = sweep(plain, tiny_set, omegas=[[0.0, 1.0]], progress=False)
+    assert row["psnr"] > 15  # ω2 = 1 returns the noisy input

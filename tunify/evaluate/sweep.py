@@ -132,7 +132,8 @@ def sweep(
             otherwise (or with None) the target is the clean image and PSNR_η equals PSNR.
         y_channel, crop_border: metric convention (Y channel and `crop_border=scale` for SR).
         lpips: also compute LPIPS when it is available offline; otherwise warn and skip it.
-        device: where inputs and ω go (the model must already be there); default the input's device.
+        device: where inputs and ω go (the model must already be there); default the model's device (a
+            network trained on a GPU is swept there), or the input's for a plain callable.
         strip_index, strip_crop: which image, and the side of the center crop, shown in tuning_strip.png.
         dataset_name, degradation: labels for the rows; default the dataset's `name`/`degradation_label`.
         note: a caveat kept with the numbers (e.g. "pipeline check, not a result"): a "note" in every row,
@@ -145,6 +146,7 @@ def sweep(
     om = _as_omegas(omegas, p, model, grid)  # [N, p] float64
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    device = device if device is not None else _model_device(model)
     lpips_metric = _make_lpips(lpips, device)
     # x is scored at every ω: each call gets a copy, for networks that write into their input (RCAN)
     run = forward if forward is not None else (lambda x, o: model(x.clone(), omega=o))
@@ -175,6 +177,14 @@ def sweep(
     if out_dir is not None:
         _write_outputs(rows, strip, Path(out_dir))
     return rows
+
+
+def _model_device(model: nn.Module | Callable[..., torch.Tensor]) -> torch.device | None:
+    """Where the model's first parameter or buffer lives; None for a callable or a model without tensors."""
+    if not isinstance(model, nn.Module):
+        return None
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return None if tensor is None else tensor.device
 
 
 def _make_lpips(enabled: bool, device: str | torch.device | None) -> LPIPS | None:
