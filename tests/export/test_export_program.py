@@ -16,6 +16,7 @@ from tests.conftest import spread_copies
 from tests.layers.test_spatial import Tokens, Windows, tunable
 from tunify.export import MissingDependencyError, OmegaInput, export_metadata, export_program
 from tunify.export.compat import _swinir_window_reverse
+from tunify.export.program import example_input
 
 
 @pytest.fixture(scope="module")
@@ -238,6 +239,13 @@ def test_a_network_that_runs_on_no_example_names_the_sizes_and_its_error(tmp_pat
     assert not (tmp_path / "m.pt2").exists()
     path = tunify.export(tmodel, tmp_path / "m.pt2", example=torch.rand(2, 3, 16, 16))
     assert path.exists()
+
+
+def test_the_example_input_is_made_where_the_network_is() -> None:
+    """A network on a GPU is probed there ("meta" stands in: its convolutions run on shapes alone)."""
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
+    x = example_input(tunify.convert(net, p=P).to("meta"))
+    assert x.device == torch.device("meta") and x.shape == (2, 3, 67, 61)
 
 
 @pytest.mark.parametrize(

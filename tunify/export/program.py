@@ -66,7 +66,7 @@ class OmegaInput(nn.Module):
 def example_input(
     tmodel: TunableModel, batch: int = EXAMPLE_BATCH, size: tuple[int, ...] | None = None
 ) -> Tensor:
-    """A (batch, C, 67, 61) input the network runs on, or of ``size`` when given.
+    """A (batch, C, 67, 61) input the network runs on, or of ``size`` when given, on the network's device.
 
     C is the network's own ``in_channels`` or its first layer's; a network that begins by folding pixel
     blocks into channels (Real-ESRGAN ×2, 2×2 blocks) takes a quarter or a sixteenth of that layer's. A
@@ -88,12 +88,13 @@ def example_input(
         )
     channels = [first] + [first // f for f in (4, 16) if first % f == 0]
     sizes = [tuple(size)] if size is not None else list(dict.fromkeys([EXAMPLE_SIZE, *_stated_sizes(model)]))
+    device = next(tmodel.parameters()).device  # a network on a GPU is probed there
     errors = []
     for spatial in sizes:
         for c in channels:
-            error = _error_running(tmodel, torch.rand(1, c, *spatial))
+            error = _error_running(tmodel, torch.rand(1, c, *spatial, device=device))
             if error is None:
-                return torch.rand(batch, c, *spatial)
+                return torch.rand(batch, c, *spatial, device=device)
             errors.append(error)
     first_line = (str(errors[0]).strip().splitlines() or [""])[0]
     tried = ", ".join(f"(1, {c}, {', '.join(map(str, s))})" for s in sizes for c in channels)
