@@ -174,21 +174,12 @@ def evaluate(
     """Mean PSNR / PSNR_η per ω over images, then over the degradation levels, per dataset."""
     degradations = degradations or {f"sigma={s:g}": GaussianNoise(sigma=s) for s in sigmas}
     result: dict[str, dict[str, Any]] = {name: {"per_level": {}} for name in DATASETS}
-    model = model.to(args.device)
+    model = model.to(args.device)  # the sweep runs where the model is
     with torch.no_grad():
         for level, degradation in degradations.items():
             for name, ds in eval_sets(args, degradation, args.images if images is None else images).items():
                 fn = target_fn[level] if isinstance(target_fn, dict) else target_fn
-                rows = sweep(
-                    model,
-                    ds,
-                    omegas,
-                    max_batch=5,
-                    target_fn=fn,
-                    progress=False,
-                    dataset_name=name,
-                    device=args.device,
-                )
+                rows = sweep(model, ds, omegas, max_batch=5, target_fn=fn, progress=False, dataset_name=name)
                 result[name]["per_level"][level] = {
                     "psnr": [r["psnr"] for r in rows],
                     "psnr_eta": [r["psnr_eta"] for r in rows],
