@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,6 +105,35 @@ def test_training_at_the_default_precision_then_sweep_and_export(tmp_path: Path,
     x, omega = torch.rand(2, 3, 16, 16, device=DEVICE), torch.tensor([0.2, 0.8], device=DEVICE)
     with torch.no_grad():
         torch.testing.assert_close(torch.export.load(path).module()(x, omega), model(x, omega=omega))
+
+
+@pytest.mark.skipif(DEVICE.type != "cuda", reason="CUDA's synchronisation debug mode")
+def test_a_training_step_waits_for_the_gpu_once(tmp_path: Path) -> None:
+    """Per step only ω's range check reads the device (pinned batches and ω, the unsharp mask's kernel made
+    on the device): a training step must not make the host wait for the GPU more than that."""
+    from tunify.objectives import ParametricMultiLoss, UnsharpMask
+
+    model = make_model()
+    target = UnsharpMask(gamma=1.0, omega_index=1, noise_omega_index=0)
+    loss = ParametricMultiLoss([target], weight_by=[None], num_params=2)
+    config = TrainConfig(
+        total_steps=5, batch_size=4, device=str(DEVICE), precision="fp32", checkpoint_every=5, progress=False
+    )
+    trainer = Trainer(model, loss, uniform_sampler, DictDataset(), config, tmp_path / "run")
+    batches = iter(trainer.loader)
+    for _ in range(2):  # warm-up: allocator, cuDNN
+        trainer._train_step(next(batches))
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(3):
+                trainer._train_step(next(batches))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) <= 3, syncs
 
 
 def test_a_recipe_trains_sweeps_and_publishes(shared: Path, tmp_path: Path) -> None:

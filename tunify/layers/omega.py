@@ -278,7 +278,7 @@ def check_omega(
         return omega  # value checks would break the graph (they ran on the first eager call); meta has none
     if not omega.numel():
         return omega
-    low, high = (v.item() for v in omega.aminmax())  # one reduction: NaN makes both NaN, inf shows in one
+    low, high = torch.stack(omega.aminmax()).tolist()  # one reduction, one read: NaN makes both NaN
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError("omega contains NaN or inf" + (f": {omega.tolist()}" if omega.ndim <= 2 else ""))
     if not allow_extrapolation and (low < 0 or high > 1):

@@ -41,13 +41,20 @@ def noise_only_input(batch: Batch, clean: Tensor, noisy_key: str, like: Tensor) 
     return batch_tensor(batch, noisy_key, like)
 
 
-def gaussian_kernel(size: int = 9, sigma: float = 2.5, *, dtype: torch.dtype = torch.float32) -> Tensor:
-    """Normalised 2-D Gaussian (size, size), the blur g of the unsharp mask."""
+def gaussian_kernel(
+    size: int = 9,
+    sigma: float = 2.5,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | None = None,
+) -> Tensor:
+    """Normalised 2-D Gaussian (size, size), the blur g of the unsharp mask, computed on ``device`` (a copy
+    from the host would make every training step wait for the GPU)."""
     if size < 1 or size % 2 == 0:
         raise ValueError(f"kernel size must be a positive odd integer, got {size}")
     if sigma <= 0:
         raise ValueError(f"sigma must be > 0, got {sigma}")
-    x = torch.arange(size, dtype=dtype) - (size - 1) / 2
+    x = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
     g2 = g[:, None] * g[None, :]
     return g2 / g2.sum()
@@ -56,7 +63,7 @@ def gaussian_kernel(size: int = 9, sigma: float = 2.5, *, dtype: torch.dtype = t
 def gaussian_blur(image: Tensor, size: int = 9, sigma: float = 2.5) -> Tensor:
     """Per-channel Gaussian blur with reflect padding (keeps the size; needs H, W > size // 2)."""
     channels = image.shape[1]
-    kernel = gaussian_kernel(size, sigma, dtype=image.dtype).to(image.device)
+    kernel = gaussian_kernel(size, sigma, dtype=image.dtype, device=image.device)
     kernel = kernel.expand(channels, 1, size, size)
     pad = size // 2
     return F.conv2d(F.pad(image, (pad, pad, pad, pad), mode="reflect"), kernel, groups=channels)

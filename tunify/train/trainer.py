@@ -205,7 +205,10 @@ class Trainer:
                 f"sampler({total}) must return a (batch_size, p) tensor, got {getattr(omega, 'shape', omega)}"
             )
         local = total // self.dist.world_size
-        return omega[self.dist.rank * local : (self.dist.rank + 1) * local].to(self.device, non_blocking=True)
+        omega = omega[self.dist.rank * local : (self.dist.rank + 1) * local]
+        if self.device.type == "cuda" and omega.device.type == "cpu":  # as the batches: a copy from pageable
+            omega = omega.pin_memory()  # memory waits for the GPU to finish the previous step
+        return omega.to(self.device, non_blocking=True)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self._amp_dtype is None:
