@@ -113,7 +113,9 @@ def pixel_distance(name: str):
 
 def per_sample(value: float | Tensor, like: Tensor) -> Tensor:
     """A scalar or (B,) strength as a (B, 1, 1, 1) tensor broadcastable against image batch ``like``."""
-    value = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if not isinstance(value, Tensor):  # filled on the device: a number copied from the host waits for the GPU
+        return like.new_full((like.shape[0], 1, 1, 1), float(value))
+    value = value.to(dtype=like.dtype, device=like.device)
     if value.dim() == 0:
         return value.expand(like.shape[0]).view(-1, 1, 1, 1)
     if value.shape != (like.shape[0],):
