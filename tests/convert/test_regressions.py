@@ -31,6 +31,27 @@ def test_omega_changed_in_place_under_inference_mode_is_seen() -> None:
     torch.testing.assert_close(second, fresh, atol=0, rtol=0)
 
 
+def test_an_inference_mode_omega_is_read_once_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a version counter the cache keys ω on its values; each layer reading them again would make a
+    GPU network wait for the device at every layer. Once per call, and an in-place change still shows."""
+    torch.manual_seed(0)
+    net = nn.Sequential(*(nn.Conv2d(4, 4, 3, padding=1) for _ in range(6)))
+    tmodel = spread_copies(tunify.convert(net, 2), scale=0.5).eval()
+    x = torch.randn(1, 4, 8, 8)
+    reads = []
+    tolist = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda t: reads.append(t.shape) or tolist(t))
+    with torch.inference_mode():
+        w = torch.tensor([1.0, 0.0])
+        first = tmodel(x, omega=w)
+        reads.clear()
+        tmodel(x, omega=w)
+        assert len(reads) <= 2, reads  # the range check, the cache key: not one per layer (6)
+        w[0], w[1] = 0.0, 1.0
+        second = tmodel(x, omega=w)
+    assert (first - second).abs().max() > 1e-2
+
+
 def test_batch_dim_1_per_sample_omega_matches_each_sample_alone() -> None:
     torch.manual_seed(0)
     layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0)  # sequence-first: (L, B, E)

@@ -29,6 +29,7 @@ from torch import Tensor
 _OMEGA: ContextVar[Tensor | None] = ContextVar("tunify_omega", default=None)
 _GRID: ContextVar[list[tuple[int, ...]] | None] = ContextVar("tunify_grid", default=None)
 _FOLDED: ContextVar[list[int] | None] = ContextVar("tunify_folded", default=None)
+_VALUES: ContextVar[dict[int, tuple[Tensor, tuple]] | None] = ContextVar("tunify_values", default=None)
 
 _TRACED: list[tuple[Tensor, list[tuple[int, ...]], list[int]]] = []
 """The (ω, grids, folded rows) of the calls ``torch.compile`` runs. Dynamo cannot trace ``ContextVar.set``:
@@ -61,9 +62,11 @@ def use_omega(omega: Tensor) -> Iterator[None]:
     token = _OMEGA.set(omega)
     grid_token = _GRID.set([])
     folded_token = _FOLDED.set([])
+    values_token = _VALUES.set({})
     try:
         yield
     finally:
+        _VALUES.reset(values_token)
         _FOLDED.reset(folded_token)
         _GRID.reset(grid_token)
         _OMEGA.reset(token)
@@ -91,6 +94,13 @@ def _grids() -> list[tuple[int, ...]] | None:
 
 def _folded() -> list[int] | None:
     return _call_state(_FOLDED, 2)
+
+
+def values_read_in_call() -> dict[int, tuple[Tensor, tuple]] | None:
+    """The ω values read during the current :func:`use_omega` block, by tensor id (None outside one): a
+    tensor without a version counter is read once per call, not once per layer (on a GPU each read waits
+    for the device)."""
+    return _VALUES.get()
 
 
 def _call_state(var: ContextVar, index: int) -> Any:

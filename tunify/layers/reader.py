@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .omega import MissingOmegaError, current_omega, in_backward, omega_form
+from .omega import MissingOmegaError, current_omega, in_backward, omega_form, values_read_in_call
 from .source import without_autocast
 
 T = TypeVar("T")
@@ -160,8 +160,15 @@ def _omega_key(omega: Tensor | None) -> tuple | None:
         return None
     try:
         return ("tensor", id(omega), omega._version)
-    except RuntimeError:  # made under torch.inference_mode
-        return ("values", tuple(omega.reshape(-1).tolist()), omega.device)
+    except RuntimeError:  # made under torch.inference_mode: no version counter, so its values
+        read = values_read_in_call()
+        hit = read.get(id(omega)) if read is not None else None
+        if hit is not None:
+            return hit[1]
+        key = ("values", tuple(omega.reshape(-1).tolist()), omega.device)
+        if read is not None:
+            read[id(omega)] = (omega, key)  # ω kept alive for the call: its id stays its own
+        return key
 
 
 _transform: Callable[[], Any] = torch._C._functorch.peek_interpreter_stack
