@@ -57,3 +57,38 @@ def test_restorer_path_names_the_stage_config():
         deblur.restorer_path(apply_overrides(cfg, ["restorer.weights=x/r.safetensors"])).name
         == "r.safetensors"
     )
+
+
+def test_an_interrupted_restorer_resumes_from_its_last_checkpoint(shared, tmp_path, monkeypatch):
+    """Stage 1 is the long part (100,000 steps): a run stopped during it continues from its checkpoints in
+    ``<weights>-run/`` and ends where an uninterrupted run ends."""
+    torch.set_num_threads(1)
+    steps = ["restorer.total_steps=4", "train.checkpoint_every=2"]
+    whole = apply_overrides(staged_config(str(tmp_path / "whole" / "r.safetensors")), steps)
+    expected = deblur.build_model(whole).state_dict()
+
+    cfg = apply_overrides(staged_config(str(tmp_path / "stopped" / "r.safetensors")), steps)
+    loss = deblur.multi_loss
+
+    class Stopped(RuntimeError):
+        pass
+
+    def stops_at_step_4(config):
+        inner, calls = loss(config), []
+
+        def stopping(*args):
+            calls.append(1)
+            if len(calls) == 4:
+                raise Stopped
+            return inner(*args)
+
+        return stopping
+
+    monkeypatch.setattr(deblur, "multi_loss", stops_at_step_4)
+    with pytest.raises(Stopped):
+        deblur.build_model(cfg)
+    assert not (tmp_path / "stopped" / "r.safetensors").exists()
+    assert (tmp_path / "stopped" / "r-run" / "checkpoints").is_dir()
+    monkeypatch.setattr(deblur, "multi_loss", loss)
+    resumed = deblur.build_model(cfg).state_dict()
+    assert all(torch.equal(resumed[k], expected[k]) for k in expected)

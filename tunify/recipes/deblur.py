@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -65,18 +64,30 @@ def restorer_path(cfg: dict[str, Any]) -> Path:
     return Path("runs") / "deblur-restorer" / f"{digest}.safetensors"
 
 
+def restorer_run_dir(cfg: dict[str, Any]) -> Path:
+    """Stage 1's run folder (checkpoints and log) beside its weights: ``<weights stem>-run/``."""
+    path = restorer_path(cfg)
+    return path.with_name(f"{path.stem}-run")
+
+
 def train_restorer(net: nn.Module, cfg: dict[str, Any]) -> None:
     """Stage 1, in place: ``restorer.total_steps`` of the recipe's objective at ω = (0, 0) (L1 to the clean
-    image) on the recipe's data and degradation; ``restorer`` entries override the ``train`` section."""
+    image) on the recipe's data and degradation; ``restorer`` entries override the ``train`` section.
+
+    Its checkpoints go to :func:`restorer_run_dir`, and a run stopped during the stage resumes from the last
+    one (the folder is named by the stage's config, so whatever is there was made with these settings).
+    """
     stage = {k: v for k, v in cfg["restorer"].items() if k != "weights"}
-    config = train_config({**cfg, "train": {**cfg["train"], **stage, "checkpoint_every": 10**9}})
+    config = train_config({**cfg, "train": {**cfg["train"], **stage}})
     origin = torch.zeros(1, cfg["p"])
     sampler = FunctionSampler(cfg["p"], fn=lambda b, generator, device: origin.expand(b, -1).to(device))
     model = _IgnoresOmega(net)
-    with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(model, multi_loss(cfg), sampler, train_loader(cfg), config, out)
-        trainer.fit()
-        load_state(model, trainer.inference_weights())
+    run_dir = restorer_run_dir(cfg)
+    trainer = Trainer(model, multi_loss(cfg), sampler, train_loader(cfg), config, run_dir, resume=True)
+    if trainer.step:
+        print(f"[deblur] stage 1 (restorer) resumed at step {trainer.step} from {run_dir}")
+    trainer.fit()
+    load_state(model, trainer.inference_weights())
 
 
 def build_model(cfg: dict[str, Any]) -> nn.Module:
