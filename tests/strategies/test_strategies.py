@@ -372,6 +372,37 @@ def test_two_stage_trains_the_base_then_only_the_added_modules(case: str, tmp_pa
     assert changed & stage_a and changed & stage_b
 
 
+def test_a_stopped_two_stage_run_resumes(tmp_path) -> None:
+    """Stopped in stage B, the run continues from B's last checkpoint with A read back, and ends where an
+    uninterrupted run ends."""
+    data = [{"input": torch.rand(3, 8, 8), "target": torch.rand(3, 16, 16)} for _ in range(4)]
+    loss = lambda out, batch, omega: (out - batch["target"]).square().mean()  # noqa: E731
+    config = TrainConfig(
+        total_steps=4, batch_size=2, lr=1e-2, progress=False, log_every=1, checkpoint_every=2
+    )
+    torch.manual_seed(0)
+    whole = train_two_stage(convert("adafm"), loss, data, config, config, tmp_path / "whole").state_dict()
+
+    calls = []
+
+    def stops_in_stage_b(out, batch, omega):  # stage A takes calls 1-4; call 7 is stage B's third step
+        calls.append(1)
+        if len(calls) == 7:
+            raise KeyboardInterrupt
+        return loss(out, batch, omega)
+
+    torch.manual_seed(0)
+    tmodel = convert("adafm")
+    with pytest.raises(KeyboardInterrupt):
+        train_two_stage(tmodel, stops_in_stage_b, data, config, config, tmp_path / "stopped")
+    with pytest.raises(ValueError, match="pass resume=True"):
+        train_two_stage(tmodel, loss, data, config, config, tmp_path / "stopped")
+    torch.manual_seed(0)
+    resumed = train_two_stage(convert("adafm"), loss, data, config, config, tmp_path / "stopped", resume=True)
+    resumed = resumed.state_dict()
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole)
+
+
 def test_two_stage_refuses_kernels() -> None:
     tmodel = tunify.convert(conv_net(), 2)
     with pytest.raises(ValueError, match=r"tunify\.strategies\.dni"), training_stage(tmodel, "b", 1):

@@ -161,7 +161,9 @@ def run(
             # the AdaFM/FTN papers' protocol: a pretrained init is level A already; from scratch, train it
             scratch = (cfg["model"].get("init") or "scratch") == "scratch"
             config_a = built.train_config if scratch else None
-            train_two_stage(built.model, built.loss, built.loader, config_a, built.train_config, out)
+            train_two_stage(
+                built.model, built.loss, built.loader, config_a, built.train_config, out, resume=resume
+            )
             if main_rank:
                 save_weights(built.model, out / WEIGHTS_FILE)  # where --eval-only looks
         else:

@@ -106,6 +106,7 @@ def train_two_stage(
     out_dir: str | Path,
     *,
     levels: tuple[int, int] = (0, 1),
+    resume: bool = False,
 ) -> TunableModel:
     """Train ``tmodel`` by the two-stage protocol and return it with its inference (EMA if any) weights.
 
@@ -119,6 +120,8 @@ def train_two_stage(
         config_b: stage B's schedule.
         out_dir: run folder; each stage writes into its own subfolder ``stage_a``/``stage_b``.
         levels: (A, B), ω entries of the model (see :func:`level_omega`).
+        resume: continue a stopped run from its last checkpoint (a finished stage A is read back, not
+            retrained).
 
     Example:
         >>> tmodel = tunify.convert(net, p=2, strategy="adafm")
@@ -134,7 +137,8 @@ def train_two_stage(
             continue
         with training_stage(tmodel, stage, level):
             sampler = constant_omega_sampler(level_omega(tmodel, level))
-            trainer = Trainer(tmodel, loss_fn, sampler, train_loader, config, out_dir / f"stage_{stage}")
+            stage_dir = out_dir / f"stage_{stage}"
+            trainer = Trainer(tmodel, loss_fn, sampler, train_loader, config, stage_dir, resume=resume)
             trainer.fit()
             load_state(tmodel, trainer.inference_weights())
     return tmodel
