@@ -297,6 +297,8 @@ def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
         "pretrained": reference("pretrained", pretrained()),
     }
     net = pretrained()
+    if args.noise_blur_stage1_init is not None:
+        net.load_state_dict(load_weights(args.noise_blur_stage1_init))  # continue an earlier stage 1
     saved = args.noise_blur_stage1_weights
     if args.noise_blur_stage1_steps and saved is not None and saved.is_file():
         net.load_state_dict(load_weights(saved))  # stage 1 of an earlier run with these settings
@@ -517,6 +519,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="steps of the plain restorer (0: no stage 1)",
     )
     p.add_argument("--noise-blur-stage1-lr", type=float, default=1e-4, help="its lr")
+    p.add_argument(
+        "--noise-blur-stage1-init",
+        type=Path,
+        help="safetensors file stage 1 starts from instead of CDnCNN-B (an earlier stage 1, trained further)",
+    )
     p.add_argument(
         "--noise-blur-stage1-weights",
         type=Path,

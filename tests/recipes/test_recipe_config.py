@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from tunify.recipes import RECIPES, ConfigError, apply_overrides, apply_preset, load_config
 from tunify.recipes._config import RECIPES_DIR, config_path
+from tunify.recipes._run import train_config
+from tunify.train import TrainConfig
 
 BASE = {
     "p": 2,
@@ -85,3 +88,18 @@ def test_every_preset_shows_progress_and_smoke_says_it_is_not_a_result(name):
         assert cfg["train"]["progress"] is True, f"{name} --preset {preset} hides its progress"
         assert (preset == "smoke") == bool(cfg["note"]), f"{name} --preset {preset}: note {cfg['note']!r}"
     assert "not a result" in apply_preset(base, "smoke")["note"]
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_trainer_option_can_be_set_from_the_command_line(name):
+    """Overrides may only change keys the YAML has, so each recipe lists every TrainConfig field it can use
+    (not ``version``, the layout's own, nor ``eval_every``: recipes sweep once, after training)."""
+    cfg = load_config(config_path(name))
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"version", "eval_every"}
+    adversarial = name == "swinir_sr"
+    missing = fields - set(cfg["train"]) - (set() if adversarial else {"discriminator_lr"})
+    assert not missing, f"recipes/{name}.yaml: train lacks {sorted(missing)}"
+    config = train_config(apply_overrides(cfg, ["train.precision=bf16", "train.keep_checkpoints=5"]))
+    assert (config.precision, config.keep_checkpoints) == ("bf16", 5)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        train_config(apply_overrides(cfg, ["train.precision=fp8"]))
