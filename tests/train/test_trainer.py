@@ -243,3 +243,27 @@ def test_bad_sampler_and_batch_are_reported(tmp_path):
             _config(precision="fp16"),
             tmp_path / "b",
         )
+
+
+def test_channels_last_trains_the_same_weights_and_saves_them(tmp_path):
+    """NHWC batches and weights (GPU tensor cores' layout) change the memory order, not the arithmetic."""
+    seen = []
+
+    def watching_loss(output, batch, omega):
+        seen.append(batch["input"].is_contiguous(memory_format=torch.channels_last))
+        return multi_loss(output, batch, omega)
+
+    runs = {}
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        model = ToyTunable()  # plain 4-D conv weights (a converted network keeps its kernels in 5-D banks)
+        config = _config(total_steps=4, channels_last=channels_last)
+        out = tmp_path / str(channels_last)
+        runs[channels_last] = Trainer(model, watching_loss, uniform_sampler, DictDataset(), config, out).fit()
+    assert seen == [False] * 4 + [True] * 4
+    assert runs[True].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    for name, value in runs[False].state_dict().items():
+        torch.testing.assert_close(runs[True].state_dict()[name], value, rtol=1e-4, atol=1e-6, msg=name)
+    saved = {k: load_weights(tmp_path / k / "weights.safetensors") for k in ("False", "True")}
+    for name, value in saved["False"].items():
+        torch.testing.assert_close(saved["True"][name], value, rtol=1e-4, atol=1e-6, msg=name)

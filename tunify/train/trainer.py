@@ -94,7 +94,8 @@ class Trainer:
         self._amp_dtype = _amp_dtype(config.precision, self.device)
         if config.gradient_checkpointing:
             _enable_gradient_checkpointing(model)
-        self.model = model.to(self.device)
+        self._memory_format = torch.channels_last if config.channels_last else torch.preserve_format
+        self.model = model.to(self.device, memory_format=self._memory_format)
         self._forward = _data_parallel(model, self.device) if self.dist.world_size > 1 else model
         if isinstance(loss_fn, nn.Module):
             loss_fn.to(self.device)
@@ -158,7 +159,7 @@ class Trainer:
 
     def _train_step(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         """One update of the model (and of the discriminator, if any); returns the values to log."""
-        batch = _to_device(batch, self.device)
+        batch = _to_device(batch, self.device, self._memory_format)
         omega = self._draw_omega()  # [B_local, p]
         frozen = self.discriminator.frozen() if self.discriminator else contextlib.nullcontext()
         with frozen:
@@ -376,10 +377,19 @@ def _resumable_loader(data: Dataset | DataLoader, config: TrainConfig, device: t
     return make_train_loader(data, config, pin_memory=pin)
 
 
-def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+def _to_device(
+    batch: Mapping[str, Any], device: torch.device, memory_format: torch.memory_format
+) -> dict[str, Any]:
+    """The batch on ``device``; its images (4-D tensors) in ``memory_format``."""
     if not isinstance(batch, Mapping) or "input" not in batch:
         raise TypeError(f"batches must be dicts with an 'input' tensor, got {type(batch).__name__}")
-    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+    return {k: _moved(v, device, memory_format) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+def _moved(tensor: Tensor, device: torch.device, memory_format: torch.memory_format) -> Tensor:
+    if tensor.dim() != 4:
+        memory_format = torch.preserve_format
+    return tensor.to(device, non_blocking=True, memory_format=memory_format)
 
 
 def _split_loss(result: Any) -> tuple[Tensor, dict[str, Tensor]]:
