@@ -188,7 +188,11 @@ def test_batches_for_a_gpu_come_pinned(given):
     """Pageable batches would make every step wait for the GPU to finish the previous one."""
     config = _config(total_steps=1, ema_decay=None)
     data = DictDataset() if given == "dataset" else DataLoader(DictDataset(), batch_size=4)
-    assert _resumable_loader(data, config, torch.device("cuda")).pin_memory
+    with pytest.warns(UserWarning, match="num_workers=0"):  # and a hint that the GPU would wait for them
+        assert _resumable_loader(data, config, torch.device("cuda")).pin_memory
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _resumable_loader(data, _config(total_steps=1, ema_decay=None, num_workers=2), torch.device("cuda"))
     assert not _resumable_loader(data, config, torch.device("cpu")).pin_memory
     pinned = DataLoader(DictDataset(), batch_size=4, pin_memory=True)
     assert _resumable_loader(pinned, config, torch.device("cpu")).pin_memory  # the user's choice stays

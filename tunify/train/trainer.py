@@ -359,6 +359,13 @@ def _resumable_loader(data: Dataset | DataLoader, config: TrainConfig, device: t
     previous step (a DnCNN step on an H200, 400 steps with 12 workers: 13.6 ms pinned, 15.1 ms pageable).
     """
     pin = device.type == "cuda"
+    if pin and config.num_workers == 0:
+        warnings.warn(
+            "training on CUDA with num_workers=0: every batch is cropped and degraded in the main process while "
+            "the GPU waits (a CDnCNN-B step on an H200: 30.7 ms against 9 ms with 12 workers); set "
+            "TrainConfig(num_workers=...), train.num_workers=8 in a recipe",
+            stacklevel=3,
+        )
     if isinstance(data, DataLoader):
         if isinstance(data.batch_sampler, ResumableBatchSampler):
             return data
