@@ -53,6 +53,14 @@ def test_restorer_path_names_the_stage_config():
     assert default.parent.as_posix() == "runs/deblur-restorer" and default.suffix == ".safetensors"
     assert deblur.restorer_path(apply_overrides(cfg, ["restorer.lr=3e-4"])) != default
     assert deblur.restorer_path(apply_overrides(cfg, ["model.anchor=null"])) == default  # not part of stage 1
+    how_it_runs = [
+        "train.num_workers=8",
+        "train.progress=false",
+        "train.channels_last=true",
+        "train.device=cpu",
+    ]
+    assert deblur.restorer_path(apply_overrides(cfg, how_it_runs)) == default
+    assert deblur.restorer_path(apply_overrides(cfg, ["train.precision=bf16"])) != default
     assert (
         deblur.restorer_path(apply_overrides(cfg, ["restorer.weights=x/r.safetensors"])).name
         == "r.safetensors"

@@ -50,15 +50,32 @@ class _IgnoresOmega(nn.Module):
         return self.net(x)
 
 
+#: ``train`` keys that say how a run is carried out, not what it learns: changing them (more loader workers
+#: on a GPU, no progress bar) reuses stage 1 instead of training it again.
+RUN_KEYS = frozenset(
+    {
+        "progress",
+        "log_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "num_workers",
+        "device",
+        "gradient_checkpointing",
+        "channels_last",
+    }
+)
+
+
 def restorer_path(cfg: dict[str, Any]) -> Path:
     """Where stage 1 is saved and reused: ``restorer.weights``, else a file named by a hash of everything
-    that defines it (init, architecture, data, degradation, objective and the stage's schedule), under
-    ``runs/deblur-restorer/`` of the working directory like the recipes' run folders."""
+    that defines it (init, architecture, data, degradation, objective and the stage's schedule, not the
+    :data:`RUN_KEYS`), under ``runs/deblur-restorer/`` of the working directory like the recipes' run folders."""
     stage = cfg["restorer"]
     if stage.get("weights"):
         return resolve_path(stage["weights"])
     keys = {k: cfg.get(k) for k in ("model", "data", "degradation", "objectives")}
-    keys["train"] = {**cfg["train"], **{k: v for k, v in stage.items() if k != "weights"}}
+    train = {**cfg["train"], **{k: v for k, v in stage.items() if k != "weights"}}
+    keys["train"] = {k: v for k, v in train.items() if k not in RUN_KEYS}
     keys["model"] = {k: v for k, v in keys["model"].items() if k != "anchor"}
     digest = hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return Path("runs") / "deblur-restorer" / f"{digest}.safetensors"
