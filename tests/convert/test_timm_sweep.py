@@ -1,7 +1,10 @@
-"""Opt-in (``pytest -m slow tests/convert/test_timm_sweep.py``, ~4 min): 75 timm architectures, freshly
+"""Opt-in (``pytest -m slow tests/convert/test_timm_sweep.py``, ~4 min): 99 timm architectures, freshly
 initialised, converted, and checked like the quick suite's nine (shared and per-sample ω, bake), plus a
 constant ω map and a save/load round trip. It found the nested functional sites, timm's BlurPool2d buffer
-and CoaT's shared modules; add a family here when users report one."""
+and CoaT's shared modules. The last 24 come from a wider sweep of 97 more (timm's tiny test_* networks,
+weight-standardised NF-Nets, split and selective-kernel attention, relative-position ViTs …), where all
+but efficientnetv2_rw_t passed: its per-sample logits (up to 5,800 once perturbed) moved by 0.8 % in float32
+and agreed to 5e-7 in float64, rounding rather than conversion. Add a family here when users report one."""
 
 from __future__ import annotations
 
@@ -93,6 +96,30 @@ FAMILIES = [
     "fasternet_t0",
     "shvit_s1",
     "mambaout_femto",
+    "test_vit",
+    "test_efficientnet",
+    "test_byobnet",
+    "test_convnext",
+    "test_nfnet",
+    "test_resnet",
+    "nf_resnet26",
+    "eca_nfnet_l0",
+    "resnest14d",
+    "skresnet18",
+    "gernet_s",
+    "cs3darknet_s",
+    "nest_tiny",
+    "pvt_v2_b0",
+    "levit_conv_128s",
+    "tiny_vit_5m_224",
+    "vit_relpos_small_patch16_224",
+    "regnetz_b16",
+    "mobilenetv4_hybrid_medium",
+    "caformer_s18",
+    "maxxvit_rmlp_nano_rw_256",
+    "swinv2_tiny_window8_256",
+    "ghostnetv3_050",
+    "csatv2",
 ]
 
 
