@@ -198,6 +198,17 @@ def test_batches_for_a_gpu_come_pinned(given):
     assert _resumable_loader(pinned, config, torch.device("cpu")).pin_memory  # the user's choice stays
 
 
+def test_a_loaders_workers_stay_unless_the_config_sets_them():
+    """A DataLoader given with workers keeps them (they used to be dropped to the config's default 0)."""
+    given = DataLoader(DictDataset(), batch_size=4, num_workers=2)
+    assert _resumable_loader(given, _config(), torch.device("cpu")).num_workers == 2
+    assert _resumable_loader(given, _config(num_workers=1), torch.device("cpu")).num_workers == 1
+    assert _resumable_loader(DictDataset(), _config(num_workers=1), torch.device("cpu")).num_workers == 1
+    with warnings.catch_warnings():  # the GPU hint counts the loader's own workers
+        warnings.simplefilter("error")
+        _resumable_loader(given, _config(), torch.device("cuda"))
+
+
 def test_fresh_run_refuses_a_folder_with_checkpoints(tmp_path):
     config = _config(total_steps=3)
     Trainer(make_model(), multi_loss, uniform_sampler, DictDataset(), config, tmp_path).fit()

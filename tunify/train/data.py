@@ -72,8 +72,10 @@ def make_train_loader(
     *,
     collate_fn: Callable[[list[Any]], Any] | None = None,
     pin_memory: bool = False,
+    num_workers: int | None = None,
 ) -> DataLoader:
-    """A DataLoader whose order the trainer can resume: use it to pass a custom ``collate_fn``.
+    """A DataLoader whose order the trainer can resume: use it to pass a custom ``collate_fn``
+    (``num_workers`` defaults to ``config.num_workers``).
 
     Exact resumption also needs per-item randomness (random crops, noise) to be a function of the index,
     or ``num_workers=0`` (then it comes from each rank's torch RNG, which checkpoints restore).
@@ -85,7 +87,7 @@ def make_train_loader(
     return DataLoader(
         dataset,
         batch_sampler=sampler,
-        num_workers=config.num_workers,
+        num_workers=config.num_workers if num_workers is None else num_workers,
         collate_fn=collate_fn,
         pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(config.seed + info.rank),  # workers' seeds differ per rank
