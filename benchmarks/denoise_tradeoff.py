@@ -88,6 +88,27 @@ def pretrained() -> nn.Module:
     return tunify.zoo.load(WEIGHTS)
 
 
+def deepened(net: nn.Module, layers: int) -> nn.Module:
+    """CDnCNN-B with ``layers`` more 3×3 conv + ReLU pairs in the middle of its stack, each starting as the
+    identity (a centred delta per channel; ReLU passes the non-negative features), so the network computes
+    exactly what it did while gaining depth and 2 px of receptive field per layer (Net2Net's deeper net)."""
+    if not layers:
+        return net
+    stack = list(net.model)
+    middle = len(stack) // 2 // 2 * 2  # after a ReLU
+    width = stack[0].out_channels
+    extra: list[nn.Module] = []
+    for _ in range(layers):
+        conv = nn.Conv2d(width, width, 3, padding=1)
+        with torch.no_grad():
+            conv.weight.zero_()
+            conv.weight[torch.arange(width), torch.arange(width), 1, 1] = 1.0
+            conv.bias.zero_()
+        extra += [conv, nn.ReLU(inplace=True)]
+    net.model = nn.Sequential(*stack[:middle], *extra, *stack[middle:])
+    return net
+
+
 class FixedOmega(nn.Module):
     """A plain network behind the ``model(x, omega=...)`` protocol (ω ignored), to train and sweep it alike."""
 
@@ -296,7 +317,7 @@ def run_noise_blur(args: argparse.Namespace) -> dict[str, Any]:
         "input": reference("input", nn.Identity()),
         "pretrained": reference("pretrained", pretrained()),
     }
-    net = pretrained()
+    net = deepened(pretrained(), args.noise_blur_deepen)
     if args.noise_blur_stage1_init is not None:
         net.load_state_dict(load_weights(args.noise_blur_stage1_init))  # continue an earlier stage 1
     saved = args.noise_blur_stage1_weights
@@ -519,6 +540,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="steps of the plain restorer (0: no stage 1)",
     )
     p.add_argument("--noise-blur-stage1-lr", type=float, default=1e-4, help="its lr")
+    p.add_argument(
+        "--noise-blur-deepen",
+        type=int,
+        default=0,
+        help="identity-initialised conv layers added to the middle of the restorer before stage 1 (a larger "
+        "restorer that starts as CDnCNN-B)",
+    )
     p.add_argument(
         "--noise-blur-stage1-init",
         type=Path,
