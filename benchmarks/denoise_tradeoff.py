@@ -100,10 +100,8 @@ def deepened(net: nn.Module, layers: int) -> nn.Module:
     extra: list[nn.Module] = []
     for _ in range(layers):
         conv = nn.Conv2d(width, width, 3, padding=1)
-        with torch.no_grad():
-            conv.weight.zero_()
-            conv.weight[torch.arange(width), torch.arange(width), 1, 1] = 1.0
-            conv.bias.zero_()
+        nn.init.dirac_(conv.weight)
+        nn.init.zeros_(conv.bias)
         extra += [conv, nn.ReLU(inplace=True)]
     net.model = nn.Sequential(*stack[:middle], *extra, *stack[middle:])
     return net
