@@ -31,6 +31,7 @@ from tunify.recipes._cli import main
 from tunify.recipes._run import train_config
 from tunify.recipes.denoise import build_model as build_denoiser
 from tunify.train import Trainer, load_weights, save_weights
+from tunify.train.config import RUN_FIELDS
 
 CORNERS = (
     "ω = (0, 0) restores: all noise and blur removed (the stage-1 restorer when anchored); "
@@ -52,32 +53,17 @@ class _IgnoresOmega(nn.Module):
         return self.net(x)
 
 
-#: ``train`` keys that say how a run is carried out, not what it learns: changing them (more loader workers
-#: on a GPU, no progress bar) reuses stage 1 instead of training it again.
-RUN_KEYS = frozenset(
-    {
-        "progress",
-        "log_every",
-        "checkpoint_every",
-        "keep_checkpoints",
-        "num_workers",
-        "device",
-        "gradient_checkpointing",
-        "channels_last",
-    }
-)
-
-
 def restorer_path(cfg: dict[str, Any]) -> Path:
     """Where stage 1 is saved and reused: ``restorer.weights``, else a file named by a hash of everything
-    that defines it (init, architecture, data, degradation, objective and the stage's schedule, not the
-    :data:`RUN_KEYS`), under ``runs/deblur-restorer/`` of the working directory like the recipes' run folders."""
+    that defines it (init, architecture, data, degradation, objective and the stage's schedule, not how the
+    run is carried out: :data:`~tunify.train.config.RUN_FIELDS`, so more loader workers on a GPU reuse it),
+    under ``runs/deblur-restorer/`` of the working directory like the recipes' run folders."""
     stage = cfg["restorer"]
     if stage.get("weights"):
         return resolve_path(stage["weights"])
     keys = {k: cfg.get(k) for k in ("model", "data", "degradation", "objectives")}
     train = {**cfg["train"], **{k: v for k, v in stage.items() if k != "weights"}}
-    keys["train"] = {k: v for k, v in train.items() if k not in RUN_KEYS}
+    keys["train"] = {k: v for k, v in train.items() if k not in RUN_FIELDS}
     keys["model"] = {k: v for k, v in keys["model"].items() if k != "anchor"}
     digest = hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return Path("runs") / "deblur-restorer" / f"{digest}.safetensors"

@@ -17,6 +17,21 @@ _SCHEDULES = ("constant", "cosine", "multistep")
 _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DEVICES = ("auto", "cpu", "cuda")
 
+#: Fields that say how a run is carried out, not what it learns: two configs differing only in these train the
+#: same network (up to the noise draws of loader workers), so a cached result can be reused across them.
+RUN_FIELDS = frozenset(
+    {
+        "progress",
+        "log_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "num_workers",
+        "device",
+        "gradient_checkpointing",
+        "channels_last",
+    }
+)
+
 
 @dataclass
 class TrainConfig:
