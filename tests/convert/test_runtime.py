@@ -403,6 +403,77 @@ class ScaledNet(nn.Module):
         return self.conv(x) * self.scale
 
 
+def test_a_call_at_the_same_shared_omega_checks_the_cache_once_not_per_layer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Applied again at one shared ω, the layers take their mixed tensors without a check of their own (the
+    network checked them all at once); every change still shows, and a layer put in after the network listed
+    its layers checks its own cache until ``eval()`` lists them again."""
+    from tunify.layers.reader import OmegaReader
+
+    torch.manual_seed(0)
+    tmodel = spread_copies(tunify.convert(ScaledNet(), 2, parameters=["scale"]), scale=0.5).eval()
+    x, omega = torch.randn(2, 3, 8, 8), torch.tensor([0.2, 0.8])
+    checks = []
+    cached = OmegaReader.cached
+    monkeypatch.setattr(OmegaReader, "cached", lambda self, *a: checks.append(self) or cached(self, *a))
+
+    def fresh() -> torch.Tensor:
+        with torch.enable_grad():
+            return tmodel(x, omega=omega.clone()).detach()
+
+    def first_copy(layer: nn.Module) -> torch.Tensor:
+        return next(iter(layer.source.parameters()))
+
+    with torch.no_grad():
+        first = tmodel(x, omega=omega)
+        assert len(checks) == 2  # the convolution and the tensor, once each
+        checks.clear()
+        torch.testing.assert_close(tmodel(x, omega=omega), first, atol=0, rtol=0)
+        assert not checks
+        first_copy(tmodel.base_model.conv).mul_(1.5)  # in place: a new epoch
+        torch.testing.assert_close(tmodel(x, omega=omega), fresh())
+
+        other = spread_copies(tunify.convert(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1)), 2), scale=0.5)
+        tmodel.base_model.conv = other.base_model[0]  # not listed by the network yet
+        tmodel(x, omega=omega)
+        first_copy(tmodel.base_model.conv).mul_(2.0)
+        torch.testing.assert_close(tmodel(x, omega=omega), fresh())
+        tmodel.eval()  # lists the layers afresh: the new one joins the epochs
+        tmodel(x, omega=omega)
+        checks.clear()
+        tmodel(x, omega=omega)
+        assert not checks
+
+
+class NestedOmegaNet(nn.Module):
+    """Runs its second convolution at an ω of its own: a user's ``use_omega`` block inside the network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.inner = torch.tensor([1.0, 0.0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.first(x)
+        with tunify.use_omega(self.inner):
+            return self.second(h)
+
+
+def test_a_nested_omega_inside_a_cached_call_is_honoured() -> None:
+    torch.manual_seed(0)
+    tmodel = spread_copies(tunify.convert(NestedOmegaNet(), 2), scale=0.5).eval()
+    net, x, omega = tmodel.base_model, torch.randn(1, 3, 8, 8), torch.tensor([0.5, 0.5])
+    with torch.no_grad():
+        for inner in ([1.0, 0.0], [0.0, 1.0], [0.3, 0.7]):  # the outer ω stays: one epoch
+            net.inner = torch.tensor(inner)
+            out = tmodel(x, omega=omega)
+            with tunify.use_omega(omega):
+                h = net.first(x)
+            with tunify.use_omega(net.inner):
+                torch.testing.assert_close(out, net.second(h), atol=0, rtol=0)
+
+
 def test_inference_cache_of_tunable_tensors() -> None:
     """A tunable plain tensor is mixed once per (ω, weights) at inference, and re-mixed when either changes."""
     torch.manual_seed(0)

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers import TunableMultiheadAttention, TunableTensor, check_omega, omega_form, use_omega
+from ..layers.epoch import EpochKeeper
 from ..layers.generic import vmap_cannot_run, vmap_over_samples
 from ..layers.omega import (
     PerSampleRowsError,
@@ -19,7 +20,7 @@ from ..layers.omega import (
     flatten_constant_map,
     rows_were_folded,
 )
-from ..layers.reader import OmegaReader
+from ..layers.reader import OmegaReader, caching_allowed
 from ..layers.recompute import ForwardCalls
 from .config import ConvertConfig
 from .layout import evaluating, rows_follow_samples
@@ -57,6 +58,7 @@ class TunableModel(nn.Module):
         self._loop_per_sample = False
         self._rows_checked = False  # whether layers given B·k rows were seen to get them sample by sample
         self._forward_calls = ForwardCalls()  # the ω of calls a checkpointed backward may recompute
+        self._epochs = EpochKeeper()  # one check of every layer's inference cache per call
         for module in base_model.modules():
             if isinstance(module, OmegaReader):
                 module.__dict__["_forward_calls"] = self._forward_calls  # shared, not a submodule
@@ -118,8 +120,11 @@ class TunableModel(nn.Module):
             if not self._vmap_per_sample:
                 return out
         if not (varies and self._vmap_per_sample):
+            epoch = (
+                self._epochs.epoch(omega, self.base_model) if form == "shared" and caching_allowed() else None
+            )
             try:
-                with use_omega(omega):
+                with use_omega(omega, epoch):
                     out = self.base_model(*args, **kwargs)
                     folded = varies and rows_were_folded()
                 if torch.is_grad_enabled() and not torch.compiler.is_compiling():
@@ -138,6 +143,11 @@ class TunableModel(nn.Module):
                 # calls one sample at a time.
                 self._vmap_per_sample = True
         return self._sample_by_sample(omega, args, kwargs, batch_dim)
+
+    def train(self, mode: bool = True) -> TunableModel:
+        """Also list the layers afresh for the inference cache's epochs (the network may have been edited)."""
+        self._epochs.forget()
+        return super().train(mode)
 
     def _check_rows_eagerly(self, omega: Tensor, args: tuple, kwargs: dict) -> None:
         """The per-sample layout check of the first compiled per-sample call, run outside the graph (it

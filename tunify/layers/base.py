@@ -178,13 +178,11 @@ class TunableLayer(OmegaReader):
 
     def shared_tensors(self, omega: Tensor) -> dict[str, Tensor]:
         """Every tunable tensor at a shared ω ((p,) or (1, p)), cached at inference (:meth:`cached`)."""
-        return self.cached(
-            omega, self.watched(), "shared", lambda: self.source(self.alpha(shared_row(omega)))
-        )
+        return self.cached(omega, self.watched, "shared", lambda: self.source(self.alpha(shared_row(omega))))
 
     def vertices(self) -> tuple[dict[str, Tensor] | None, dict[str, Tensor]]:
         """The source's constant tensors (None if linear) and α-slopes [kernels, *shape], for per-pixel ω."""
-        return self.cached(None, self.watched(), "vertices", self.source.vertices)
+        return self.cached(None, self.watched, "vertices", self.source.vertices)
 
     def uses_vertices(self, batch: int, rows: int) -> bool:
         """Whether per-sample ω with ``rows`` rows per sample runs through the vertices

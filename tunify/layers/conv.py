@@ -171,6 +171,9 @@ class _TunableConvBase(TunableLayer):
         return y
 
     def _dispatch(self, x: Tensor, extra: tuple) -> Tensor:
+        tensors = self.cached_shared()
+        if tensors is not None:  # applied again at the same shared ω
+            return self._run(x, tensors["weight"], tensors.get("bias"), None, extra)
         omega = self.omega()
         form = omega_form(omega)
         unbatched = x.ndim == self.ndim + 1  # one sample

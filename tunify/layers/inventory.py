@@ -6,7 +6,9 @@ user's own submodule that happens to be called ``phi`` is never mistaken for tun
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
 
 from torch import nn
 from torch.nn.utils import parametrize
@@ -54,6 +56,24 @@ def tunable_parameters(model: nn.Module) -> list[nn.Parameter]:
     for _, plist in _tensor_lists(model):
         found.update((id(p), p) for p in plist.parameters())
     return list(found.values())
+
+
+Watched = Callable[[], tuple[dict[str, Any], ...]]
+"""Gives the ``_parameters`` dicts a module's inference cache reads (afresh: parameters and dicts get replaced)."""
+
+
+def cache_dependencies(model: nn.Module) -> list[tuple[OmegaReader, Watched]]:
+    """Every tunable layer and tensor of ``model`` with what its cached tensors are mixed from: a layer's φ
+    and source, a tensor's copies (its parametrisation's originals) and φ."""
+    found: list[tuple[OmegaReader, Watched]] = [
+        (module, module.watched) for module in model.modules() if isinstance(module, TunableLayer)
+    ]
+    found += [(plist[0], partial(_tensor_watched, plist)) for _, plist in _tensor_lists(model)]
+    return found
+
+
+def _tensor_watched(plist: parametrize.ParametrizationList) -> tuple[dict[str, Any], ...]:
+    return plist._parameters, plist._modules["0"]._modules["phi"]._parameters
 
 
 def anchor_layers(model: nn.Module, index: int) -> None:

@@ -28,6 +28,9 @@ class TunableLinear(TunableLayer):
     :func:`~tunify.layers.windows.note_windows` at conversion)."""
 
     def forward(self, x: Tensor) -> Tensor:
+        tensors = self.cached_shared()
+        if tensors is not None:  # applied again at the same shared ω
+            return F.linear(x, tensors["weight"], tensors.get("bias"))
         omega = self.omega()
         if omega_form(omega) == "map":
             alpha = self._token_alpha(x, omega)

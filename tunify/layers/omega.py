@@ -30,6 +30,7 @@ _OMEGA: ContextVar[Tensor | None] = ContextVar("tunify_omega", default=None)
 _GRID: ContextVar[list[tuple[int, ...]] | None] = ContextVar("tunify_grid", default=None)
 _FOLDED: ContextVar[list[int] | None] = ContextVar("tunify_folded", default=None)
 _VALUES: ContextVar[dict[int, tuple[Tensor, tuple]] | None] = ContextVar("tunify_values", default=None)
+_EPOCH: ContextVar[Any] = ContextVar("tunify_cache_epoch", default=None)
 
 _TRACED: list[tuple[Tensor, list[tuple[int, ...]], list[int]]] = []
 """The (ω, grids, folded rows) of the calls ``torch.compile`` runs. Dynamo cannot trace ``ContextVar.set``:
@@ -50,8 +51,12 @@ class PerSampleRowsError(ValueError):
 
 
 @contextmanager
-def use_omega(omega: Tensor) -> Iterator[None]:
-    """Make ``omega`` ((p,), (B, p) or a map (B, p, *S)) visible to every tunable layer run inside the block."""
+def use_omega(omega: Tensor, epoch: Any = None) -> Iterator[None]:
+    """Make ``omega`` ((p,), (B, p) or a map (B, p, *S)) visible to every tunable layer run inside the block.
+
+    ``epoch``: the :class:`~tunify.layers.epoch.CacheEpoch` a converted network found for this call (a
+    nested block without one hides it, so layers inside check their caches themselves).
+    """
     if torch.compiler.is_compiling():
         enter_traced(omega)
         try:
@@ -63,9 +68,11 @@ def use_omega(omega: Tensor) -> Iterator[None]:
     grid_token = _GRID.set([])
     folded_token = _FOLDED.set([])
     values_token = _VALUES.set({})
+    epoch_token = _EPOCH.set(epoch)
     try:
         yield
     finally:
+        _EPOCH.reset(epoch_token)
         _VALUES.reset(values_token)
         _FOLDED.reset(folded_token)
         _GRID.reset(grid_token)
@@ -101,6 +108,11 @@ def values_read_in_call() -> dict[int, tuple[Tensor, tuple]] | None:
     tensor without a version counter is read once per call, not once per layer (on a GPU each read waits
     for the device)."""
     return _VALUES.get()
+
+
+def current_epoch() -> Any:
+    """The cache epoch of the enclosing :func:`use_omega` block, or None (see :mod:`tunify.layers.epoch`)."""
+    return _EPOCH.get()
 
 
 def _call_state(var: ContextVar, index: int) -> Any:

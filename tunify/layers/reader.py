@@ -20,7 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .omega import MissingOmegaError, current_omega, in_backward, omega_form, values_read_in_call
+from .omega import (
+    MissingOmegaError,
+    current_epoch,
+    current_omega,
+    in_backward,
+    omega_form,
+    values_read_in_call,
+)
 from .source import without_autocast
 
 T = TypeVar("T")
@@ -123,38 +130,67 @@ class OmegaReader(nn.Module):
         return super().train(mode)
 
     def cached(
-        self, key_omega: Tensor | None, watched: Sequence[dict[str, Any]], slot: str, fn: Callable[[], T]
+        self,
+        key_omega: Tensor | None,
+        watched: Callable[[], Sequence[dict[str, Any]]],
+        slot: str,
+        fn: Callable[[], T],
     ) -> T:
-        """``fn()``, kept at inference until ``key_omega`` or a parameter in ``watched`` changes.
+        """``fn()``, kept at inference until ``key_omega`` or a parameter in ``watched()`` changes.
 
         So a network applied image after image with one ω mixes its kernels once and then costs what the
-        original costs. ``watched`` holds the ``_parameters`` dicts that ``fn`` reads, so a replaced
+        original costs. ``watched()`` gives the ``_parameters`` dicts that ``fn`` reads, so a replaced
         parameter shows too. Without autograd the result is keyed on the ω tensor object and version
         counters (bumped by every in-place update), and on where the parameters live (``.to()``,
         ``.half()``, ``.data =``). Tensors made under ``torch.inference_mode`` have no version counter: ω is
         then compared by value, and weights without one are never cached. Writes through ``.data``
-        (``p.data.mul_(…)``) bump no counter: :meth:`train` / ``eval()`` drop the cache. This runs on every
-        call of every layer, so it stays lean: one comprehension, keys compared with ``==``.
+        (``p.data.mul_(…)``) bump no counter: :meth:`train` / ``eval()`` drop the cache. Inside a call of a
+        converted network that checked all of this for every layer at once (:mod:`tunify.layers.epoch`), an
+        entry made in the same epoch is used as it is.
         """
-        if torch.is_grad_enabled() or torch.compiler.is_compiling() or _transform() is not None:
+        if not caching_allowed():
             return fn()  # inside a torch.func transform the tensors are its wrappers: nothing to keep
+        epoch = current_epoch()
+        cache = self.__dict__.setdefault("_cache", {})
+        hit = cache.get(slot)
+        if epoch is not None and hit is not None and hit[0] is epoch:
+            return hit[3]
         try:
             weights = [
-                (t._version, t.data_ptr()) for params in watched for t in params.values() if t is not None
+                (t._version, t.data_ptr()) for params in watched() for t in params.values() if t is not None
             ]
         except RuntimeError:  # an inference-mode tensor: no version counter, so never cached
             return fn()
-        omega_key = _omega_key(key_omega)
-        cache = self.__dict__.setdefault("_cache", {})
-        hit = cache.get(slot)
-        if hit is not None and hit[1] == omega_key and hit[0] == weights:
-            return hit[2]
-        result = fn()
-        cache[slot] = (weights, omega_key, result, key_omega)  # ω kept alive: its id stays its own
-        return result
+        key = omega_key(key_omega)
+        if hit is None or hit[2] != key or hit[1] != weights:
+            hit = (None, weights, key, fn(), key_omega)  # ω kept alive: its id stays its own
+        if epoch is not None and id(self) in epoch.readers:  # the epoch checked this module's parameters
+            hit = (epoch, *hit[1:])
+        cache[slot] = hit
+        return hit[3]
+
+    def cached_shared(self) -> Any:
+        """What :meth:`cached` keeps in slot ``"shared"`` when this call's epoch vouches for it, else None.
+
+        The first question a layer's forward asks: at a shared ω a converted network applied again costs one
+        context-variable read and one dictionary lookup per layer.
+        """
+        epoch = current_epoch()
+        if epoch is None:
+            return None
+        hit = self.__dict__.get("_cache", _NO_CACHE).get("shared")
+        return hit[3] if hit is not None and hit[0] is epoch else None
 
 
-def _omega_key(omega: Tensor | None) -> tuple | None:
+_NO_CACHE: dict[str, Any] = {}
+
+
+def caching_allowed() -> bool:
+    """Whether mixed tensors may be kept across calls: no autograd, no compiler, no ``torch.func`` transform."""
+    return not (torch.is_grad_enabled() or torch.compiler.is_compiling() or _transform() is not None)
+
+
+def omega_key(omega: Tensor | None) -> tuple | None:
     """What identifies ω for the cache: the tensor's id and version, or its values when it has no version."""
     if omega is None:
         return None

@@ -66,6 +66,9 @@ class TunableTensor(OmegaReader):
         return tuple(tensor.detach().clone().contiguous() for _ in range(self.kernels))
 
     def forward(self, *copies: Tensor) -> Tensor:
+        mixed = self.cached_shared()
+        if mixed is not None:  # read again at the same shared ω
+            return mixed
         omega = self.omega()
         form = omega_form(omega)
         if form == "map":
@@ -78,8 +81,12 @@ class TunableTensor(OmegaReader):
             omega = map_mean(omega)
             form = omega_form(omega)
         if form == "shared":
-            watched = (dict(enumerate(copies)), self._modules["phi"]._parameters)
-            return self.cached(omega, watched, "shared", lambda: mix(copies, self.alpha(shared_row(omega))))
+            return self.cached(
+                omega,
+                lambda: (dict(enumerate(copies)), self._modules["phi"]._parameters),
+                "shared",
+                lambda: mix(copies, self.alpha(shared_row(omega))),
+            )
         if self.needs_vmap:
             raise ValueError(
                 f"tunable tensor {self.name!r} of shape {tuple(copies[0].shape)} cannot take per-sample omega "
@@ -122,7 +129,9 @@ def _read_directly(module: nn.Module, name: str, kernels: int) -> None:
         params = chain._parameters
         if len(chain._modules) != 1 or parametrize._cache_enabled or keys[0] not in params:
             return original.fget(self)
-        return chain._modules["0"](*(params[k] for k in keys))
+        tunable = chain._modules["0"]
+        mixed = tunable.cached_shared()
+        return mixed if mixed is not None else tunable(*(params[k] for k in keys))
 
     setattr(type(module), name, property(read, original.fset))
 

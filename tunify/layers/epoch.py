@@ -1,0 +1,71 @@
+"""Inference-cache epochs: a converted network checks its layers' caches once per call, not once per layer.
+
+Each tunable layer keeps what it mixed at inference (:meth:`~tunify.layers.reader.OmegaReader.cached`) and,
+alone, checks on every call that ω and every parameter it mixed from are unchanged. Between the convolutions
+of a real network those checks cost more than they do in a loop: with them NAFNet's forward at a shared ω ran
+at 1.08–1.11× the original at 4 × 64×64 on one CPU thread. A :class:`~tunify.TunableModel` called at a
+shared ω without autograd instead checks every layer's parameters in one pass (:class:`EpochKeeper`) and,
+while ω and all of them are as they were on its last call, hands the layers the same :class:`CacheEpoch`;
+an entry a layer made in that epoch is used as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from .inventory import Watched, cache_dependencies
+from .reader import OmegaReader, omega_key
+
+
+class CacheEpoch:
+    """One state of ω and of the parameters of every module in ``readers`` (ids); compared by identity."""
+
+    __slots__ = ("readers",)
+
+    def __init__(self, readers: frozenset[int]) -> None:
+        self.readers = readers
+
+
+class EpochKeeper:
+    """A converted network's current :class:`CacheEpoch`: the same object while nothing it watches changes.
+
+    The layers are listed on the first call and again after :meth:`forget` (the network's ``train()`` /
+    ``eval()``); a tunable module added to the network in between is not in the epoch and checks its cache
+    itself. Copies and pickles start afresh.
+    """
+
+    def __init__(self) -> None:
+        self._readers: list[tuple[OmegaReader, Watched]] | None = None
+        self._last: tuple[tuple, CacheEpoch, Tensor] | None = None
+
+    def epoch(self, omega: Tensor, model: nn.Module) -> CacheEpoch | None:
+        """The epoch of a call of ``model`` at ``omega`` (a shared ω, no autograd); None when a parameter has
+        no version counter (made under ``torch.inference_mode``), whose changes cannot be seen."""
+        if self._readers is None:
+            self._readers = cache_dependencies(model)
+        try:
+            weights = [
+                (t._version, t.data_ptr())
+                for _, watched in self._readers
+                for params in watched()
+                for t in params.values()
+                if t is not None
+            ]
+        except RuntimeError:
+            return None
+        key = (omega_key(omega), weights)
+        last = self._last
+        if last is not None and last[0] == key:
+            return last[1]
+        epoch = CacheEpoch(frozenset(id(reader) for reader, _ in self._readers))
+        self._last = (key, epoch, omega)  # ω kept alive: its id stays its own
+        return epoch
+
+    def forget(self) -> None:
+        """List the layers again on the next call (the network may have been edited)."""
+        self._readers = self._last = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return EpochKeeper, ()
