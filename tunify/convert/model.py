@@ -124,7 +124,7 @@ class TunableModel(nn.Module):
                 self._epochs.epoch(omega, self.base_model) if form == "shared" and caching_allowed() else None
             )
             try:
-                with use_omega(omega, epoch):
+                with use_omega(omega, epoch=epoch):
                     out = self.base_model(*args, **kwargs)
                     folded = varies and rows_were_folded()
                 if torch.is_grad_enabled() and not torch.compiler.is_compiling():

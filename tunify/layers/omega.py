@@ -51,7 +51,7 @@ class PerSampleRowsError(ValueError):
 
 
 @contextmanager
-def use_omega(omega: Tensor, epoch: Any = None) -> Iterator[None]:
+def use_omega(omega: Tensor, *, epoch: Any = None) -> Iterator[None]:
     """Make ``omega`` ((p,), (B, p) or a map (B, p, *S)) visible to every tunable layer run inside the block.
 
     ``epoch``: the :class:`~tunify.layers.epoch.CacheEpoch` a converted network found for this call (a
