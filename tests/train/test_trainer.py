@@ -112,6 +112,24 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, adversarial):
     assert straight.optimizer.param_groups[1]["lr"] == resumed.optimizer.param_groups[1]["lr"]
 
 
+def test_resuming_warns_about_what_the_run_learns_not_how_it_runs(tmp_path):
+    """More loader workers or another progress setting on resume is routine (the GPU advice); another
+    learning rate changes the run and is named."""
+    data = DictDataset()
+    Trainer(make_model(), multi_loss, uniform_sampler, data, _config(total_steps=3), tmp_path).fit()
+
+    def resume(**overrides) -> list[str]:
+        config = _config(total_steps=3, **overrides)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            Trainer(make_model(), multi_loss, uniform_sampler, data, config, tmp_path, resume=True)
+        return [str(w.message) for w in caught if "different config" in str(w.message)]
+
+    assert resume(num_workers=1, log_every=1, checkpoint_every=1, keep_checkpoints=1) == []
+    (message,) = resume(lr=5e-3, num_workers=1)
+    assert message.endswith("['lr']")
+
+
 def test_loss_decreases_and_log_has_documented_keys(tmp_path):
     config = _config(total_steps=40, log_every=10, lr=2e-2, checkpoint_every=100, warmup_steps=0)
     trainer = Trainer(make_model(), multi_loss, uniform_sampler, DictDataset(), config, tmp_path)

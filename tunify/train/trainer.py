@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from tunify._state_dict import load_state
 from tunify.train.adversarial import find_discriminator
 from tunify.train.checkpoint import CheckpointDir, save_weights
-from tunify.train.config import TrainConfig
+from tunify.train.config import RUN_FIELDS, TrainConfig
 from tunify.train.data import ResumableBatchSampler, make_train_loader
 from tunify.train.distributed import (
     all_gather_objects,
@@ -298,8 +298,9 @@ class Trainer:
                 f"{path} was saved by {len(state['rng'])} ranks: RNG streams re-seeded", stacklevel=3
             )
             seed_everything(self.config.seed + self.dist.rank + 1_000_003 * self.step)
-        changed = sorted(k for k, v in state["config"].items() if self.config.to_dict().get(k) != v)
-        if changed:
+        config = self.config.to_dict()
+        changed = sorted(k for k, v in state["config"].items() if k not in RUN_FIELDS and config.get(k) != v)
+        if changed:  # how the run is carried out (workers, device, progress …) may change freely
             warnings.warn(f"resuming {path} with a different config for {changed}", stacklevel=3)
 
     def _log_record(self, window: RunningMeans) -> dict[str, Any]:
