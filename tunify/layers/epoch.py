@@ -3,10 +3,10 @@
 Each tunable layer keeps what it mixed at inference (:meth:`~tunify.layers.reader.OmegaReader.cached`) and,
 alone, checks on every call that ω and every parameter it mixed from are unchanged. Between the convolutions
 of a real network those checks cost more than they do in a loop: with them NAFNet's forward at a shared ω ran
-at 1.08–1.11× the original at 4 × 64×64 on one CPU thread. A :class:`~tunify.TunableModel` called at a
-shared ω without autograd instead checks every layer's parameters in one pass (:class:`EpochKeeper`) and,
-while ω and all of them are as they were on its last call, hands the layers the same :class:`CacheEpoch`;
-an entry a layer made in that epoch is used as it is.
+at 1.08–1.11× the original at 4 × 64×64 on one CPU thread, 1.04–1.05× without (benchmarks/README.md). A
+:class:`~tunify.TunableModel` called at a shared ω without autograd instead checks every layer's parameters in
+one pass (:class:`EpochKeeper`) and, while ω and all of them are as they were on its last call, hands the
+layers the same :class:`CacheEpoch`; an entry a layer made in that epoch is used as it is.
 """
 
 from __future__ import annotations
