@@ -33,7 +33,8 @@ class EpochKeeper:
 
     The layers are listed on the first call and again after :meth:`forget` (the network's ``train()`` /
     ``eval()``); a tunable module added to the network in between is not in the epoch and checks its cache
-    itself. Copies and pickles start afresh.
+    itself. An edit between two calls always shows (the next call's check differs from the epoch's); an edit
+    inside a call, between two runs of the same layer, would not. Copies and pickles start afresh.
     """
 
     def __init__(self) -> None:
