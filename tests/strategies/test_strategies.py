@@ -123,6 +123,23 @@ def test_trained_network_per_sample_per_pixel_and_bake_agree(case: str) -> None:
 
 
 @pytest.mark.parametrize("case", list(CASES))
+def test_an_edit_of_any_parameter_shows_in_the_next_call_without_autograd(case: str) -> None:
+    """At inference the mixed tensors are cached and checked once per call (cache epochs): whichever
+    parameter is changed in place between two calls at the same ω, the next call computes afresh."""
+    tmodel = train_a_little(convert(case)).eval()
+    x, omega = torch.randn(2, 3, 8, 8), torch.tensor([0.3, 0.7])
+    g = torch.Generator().manual_seed(0)
+    for name, param in tmodel.named_parameters():
+        with torch.no_grad():
+            tmodel(x, omega=omega)
+            param.add_(0.5 * torch.randn(param.shape, generator=g))
+            cached = tmodel(x, omega=omega)
+        with torch.enable_grad():
+            fresh = tmodel(x, omega=omega.clone()).detach()
+        torch.testing.assert_close(cached, fresh, atol=1e-6, rtol=1e-5, msg=f"stale after editing {name}")
+
+
+@pytest.mark.parametrize("case", list(CASES))
 def test_runs_under_bfloat16_autocast_for_every_form_of_omega(case: str) -> None:
     """Autocast computes factor products (low-rank, atoms) in bfloat16 while α stays float32."""
     tmodel = train_a_little(convert(case))
