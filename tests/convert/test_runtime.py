@@ -55,6 +55,52 @@ def test_gradient_checkpointing_matches_and_reaches_every_copy() -> None:
     assert any(".source." in n for n in with_checkpoint) and any(".phi." in n for n in with_checkpoint)
 
 
+class ReentrantNet(nn.Module):
+    """Checkpoints its first block the old way (``use_reentrant=True``: the block's forward runs without
+    autograd and is run again in backward), so the first layer to ask for α does so without autograd."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 1))
+        self.head = nn.Conv2d(8, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return self.head(checkpoint(self.block, x, use_reentrant=True))
+        return self.head(self.block(x))
+
+
+@pytest.mark.parametrize("net", [CheckpointedNet, ReentrantNet])
+@pytest.mark.parametrize("omega", [torch.rand(3, 2), torch.tensor([0.3, 0.7])], ids=["per_sample", "shared"])
+def test_every_layer_gets_its_alpha_gradient_from_the_calls_alpha_table(
+    net: type, omega: torch.Tensor
+) -> None:
+    """A converted network maps ω through every layer's φ at once (one product, the layers read slices):
+    with and without gradient checkpointing of either kind, every parameter's gradient (φ's included) is
+    what the layers give when each maps ω itself (a bare ``use_omega`` block has no table)."""
+    torch.manual_seed(0)
+    tmodel = spread_copies(tunify.convert(net(), 2), scale=0.5)
+    x = torch.randn(3, 3, 8, 8, requires_grad=True)
+
+    def gradients(run) -> dict[str, torch.Tensor]:
+        tmodel.zero_grad()
+        x.grad = None
+        run().square().mean().backward()
+        return {"x": x.grad.clone(), **{n: p.grad.clone() for n, p in tmodel.named_parameters()}}
+
+    def own_alphas() -> torch.Tensor:
+        with tunify.use_omega(omega):
+            return tmodel.base_model(x)
+
+    tmodel.eval()
+    expected = gradients(own_alphas)  # evaluation mode: not checkpointed
+    assert all(g.abs().sum() > 0 for n, g in expected.items() if ".phi." in f".{n}")
+    for mode in (True, False):  # checkpointed, then not
+        tmodel.train(mode)
+        for name, grad in gradients(lambda: tmodel(x, omega=omega)).items():
+            torch.testing.assert_close(grad, expected[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
 def test_checkpointed_forwards_at_two_omegas_before_one_backward_are_refused_not_mixed_up() -> None:
     """Both segments would be recomputed at the last ω: wrong gradients, silently. Calls at the same ω, and
     a graph kept from a step already backpropagated, are recomputed right."""

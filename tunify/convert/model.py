@@ -11,8 +11,10 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers import TunableMultiheadAttention, TunableTensor, check_omega, omega_form, use_omega
+from ..layers.alphas import AlphaTable
 from ..layers.epoch import EpochKeeper
 from ..layers.generic import vmap_cannot_run, vmap_over_samples
+from ..layers.inventory import Watched, list_readers
 from ..layers.omega import (
     PerSampleRowsError,
     enter_traced,
@@ -59,6 +61,7 @@ class TunableModel(nn.Module):
         self._rows_checked = False  # whether layers given B·k rows were seen to get them sample by sample
         self._forward_calls = ForwardCalls()  # the ω of calls a checkpointed backward may recompute
         self._epochs = EpochKeeper()  # one check of every layer's inference cache per call
+        self._readers: list[tuple[OmegaReader, Watched]] | None = None
         for module in base_model.modules():
             if isinstance(module, OmegaReader):
                 module.__dict__["_forward_calls"] = self._forward_calls  # shared, not a submodule
@@ -120,11 +123,11 @@ class TunableModel(nn.Module):
             if not self._vmap_per_sample:
                 return out
         if not (varies and self._vmap_per_sample):
-            epoch = (
-                self._epochs.epoch(omega, self.base_model) if form == "shared" and caching_allowed() else None
-            )
+            readers = self._listed_readers()
+            epoch = self._epochs.epoch(omega, readers) if form == "shared" and caching_allowed() else None
+            alphas = AlphaTable.for_call(omega, readers)
             try:
-                with use_omega(omega, epoch=epoch):
+                with use_omega(omega, epoch=epoch, alphas=alphas):
                     out = self.base_model(*args, **kwargs)
                     folded = varies and rows_were_folded()
                 if torch.is_grad_enabled() and not torch.compiler.is_compiling():
@@ -144,9 +147,15 @@ class TunableModel(nn.Module):
                 self._vmap_per_sample = True
         return self._sample_by_sample(omega, args, kwargs, batch_dim)
 
+    def _listed_readers(self) -> list[tuple[OmegaReader, Watched]]:
+        """The tunable layers and tensors the cache epochs and α tables cover: listed on first use and again
+        after ``train()`` / ``eval()`` (the network may have been edited)."""
+        if self._readers is None:
+            self._readers = list_readers(self.base_model)
+        return self._readers
+
     def train(self, mode: bool = True) -> TunableModel:
-        """Also list the layers afresh for the inference cache's epochs (the network may have been edited)."""
-        self._epochs.forget()
+        self._readers = None
         return super().train(mode)
 
     def _check_rows_eagerly(self, omega: Tensor, args: tuple, kwargs: dict) -> None:

@@ -11,11 +11,12 @@ layers the same :class:`CacheEpoch`; an entry a layer made in that epoch is used
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from .inventory import Watched, cache_dependencies
+from .inventory import Watched
 from .reader import OmegaReader, omega_key
 
 
@@ -31,25 +32,23 @@ class CacheEpoch:
 class EpochKeeper:
     """A converted network's current :class:`CacheEpoch`: the same object while nothing it watches changes.
 
-    The layers are listed on the first call and again after :meth:`forget` (the network's ``train()`` /
-    ``eval()``); a tunable module added to the network in between is not in the epoch and checks its cache
-    itself. An edit between two calls always shows (the next call's check differs from the epoch's); an edit
-    inside a call, between two runs of the same layer, would not. Copies and pickles start afresh.
+    It watches the layers the network lists (:func:`~tunify.layers.inventory.list_readers`); a tunable
+    module added to the network after that is not in the epoch and checks its cache itself. An edit between
+    two calls always shows (the next call's check differs from the epoch's); an edit inside a call, between
+    two runs of the same layer, would not. Copies and pickles start afresh.
     """
 
     def __init__(self) -> None:
-        self._readers: list[tuple[OmegaReader, Watched]] | None = None
         self._last: tuple[tuple, CacheEpoch, Tensor] | None = None
 
-    def epoch(self, omega: Tensor, model: nn.Module) -> CacheEpoch | None:
-        """The epoch of a call of ``model`` at ``omega`` (a shared ω, no autograd); None when a parameter has
-        no version counter (made under ``torch.inference_mode``), whose changes cannot be seen."""
-        if self._readers is None:
-            self._readers = cache_dependencies(model)
+    def epoch(self, omega: Tensor, readers: Sequence[tuple[OmegaReader, Watched]]) -> CacheEpoch | None:
+        """The epoch of a call at ``omega`` (a shared ω, no autograd) of a network whose tunable modules are
+        ``readers``; None when a parameter has no version counter (made under ``torch.inference_mode``),
+        whose changes cannot be seen."""
         try:
             weights = [
                 (t._version, t.data_ptr())
-                for _, watched in self._readers
+                for _, watched in readers
                 for params in watched()
                 for t in params.values()
                 if t is not None
@@ -60,13 +59,9 @@ class EpochKeeper:
         last = self._last
         if last is not None and last[0] == key:
             return last[1]
-        epoch = CacheEpoch(frozenset(id(reader) for reader, _ in self._readers))
+        epoch = CacheEpoch(frozenset(id(reader) for reader, _ in readers))
         self._last = (key, epoch, omega)  # ω kept alive: its id stays its own
         return epoch
-
-    def forget(self) -> None:
-        """List the layers again on the next call (the network may have been edited)."""
-        self._readers = self._last = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         return EpochKeeper, ()

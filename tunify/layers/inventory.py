@@ -62,9 +62,9 @@ Watched = Callable[[], tuple[dict[str, Any], ...]]
 """Gives the ``_parameters`` dicts a module's inference cache reads (afresh: parameters and dicts get replaced)."""
 
 
-def cache_dependencies(model: nn.Module) -> list[tuple[OmegaReader, Watched]]:
-    """Every tunable layer and tensor of ``model`` with what its cached tensors are mixed from: a layer's φ
-    and source, a tensor's copies (its parametrisation's originals) and φ."""
+def list_readers(model: nn.Module) -> list[tuple[OmegaReader, Watched]]:
+    """Every tunable layer and tensor of ``model`` with what its tensors are mixed from: a layer's φ and
+    source, a tensor's copies (its parametrisation's originals) and φ."""
     found: list[tuple[OmegaReader, Watched]] = [
         (module, module.watched) for module in model.modules() if isinstance(module, TunableLayer)
     ]

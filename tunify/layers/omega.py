@@ -31,6 +31,7 @@ _GRID: ContextVar[list[tuple[int, ...]] | None] = ContextVar("tunify_grid", defa
 _FOLDED: ContextVar[list[int] | None] = ContextVar("tunify_folded", default=None)
 _VALUES: ContextVar[dict[int, tuple[Tensor, tuple]] | None] = ContextVar("tunify_values", default=None)
 _EPOCH: ContextVar[Any] = ContextVar("tunify_cache_epoch", default=None)
+_ALPHAS: ContextVar[Any] = ContextVar("tunify_alphas", default=None)
 
 _TRACED: list[tuple[Tensor, list[tuple[int, ...]], list[int]]] = []
 """The (ω, grids, folded rows) of the calls ``torch.compile`` runs. Dynamo cannot trace ``ContextVar.set``:
@@ -51,11 +52,13 @@ class PerSampleRowsError(ValueError):
 
 
 @contextmanager
-def use_omega(omega: Tensor, *, epoch: Any = None) -> Iterator[None]:
+def use_omega(omega: Tensor, *, epoch: Any = None, alphas: Any = None) -> Iterator[None]:
     """Make ``omega`` ((p,), (B, p) or a map (B, p, *S)) visible to every tunable layer run inside the block.
 
-    ``epoch``: the :class:`~tunify.layers.epoch.CacheEpoch` a converted network found for this call (a
-    nested block without one hides it, so layers inside check their caches themselves).
+    A converted network also passes what it prepared for the call's layers: ``epoch``, the
+    :class:`~tunify.layers.epoch.CacheEpoch` of its inference cache, and ``alphas``, an
+    :class:`~tunify.layers.alphas.AlphaTable` (a nested block without them hides them, so layers inside
+    check their caches and map ω themselves).
     """
     if torch.compiler.is_compiling():
         enter_traced(omega)
@@ -69,9 +72,11 @@ def use_omega(omega: Tensor, *, epoch: Any = None) -> Iterator[None]:
     folded_token = _FOLDED.set([])
     values_token = _VALUES.set({})
     epoch_token = _EPOCH.set(epoch)
+    alphas_token = _ALPHAS.set(alphas)
     try:
         yield
     finally:
+        _ALPHAS.reset(alphas_token)
         _EPOCH.reset(epoch_token)
         _VALUES.reset(values_token)
         _FOLDED.reset(folded_token)
@@ -115,6 +120,11 @@ def current_epoch() -> Any:
     return _EPOCH.get()
 
 
+def current_alphas() -> Any:
+    """The α table of the enclosing :func:`use_omega` block, or None (see :mod:`tunify.layers.alphas`)."""
+    return _ALPHAS.get()
+
+
 def _call_state(var: ContextVar, index: int) -> Any:
     """The current call's entry: traced by torch.compile, or run eagerly inside a compiled call (the parts
     of a network dynamo could not trace), from :data:`_TRACED`; otherwise from the context variable."""
@@ -134,8 +144,8 @@ def omega_form(omega: Tensor) -> OmegaForm:
 
 
 def shared_row(omega: Tensor) -> Tensor:
-    """A shared ω ((p,) or (1, p)) as (p,)."""
-    return omega.reshape(-1)
+    """A shared ω ((p,) or (1, p)) as (p,) (the same tensor when it is one already)."""
+    return omega if omega.ndim == 1 else omega.reshape(-1)
 
 
 def map_mean(omega: Tensor) -> Tensor:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from .omega import (
     MissingOmegaError,
+    current_alphas,
     current_epoch,
     current_omega,
     in_backward,
@@ -102,8 +103,13 @@ class OmegaReader(nn.Module):
         return omega if omega is not None else self._last_omega
 
     def alpha(self, omega: Tensor | None = None) -> Tensor:
-        """α = φ(ω): (kernels,) for a shared ω, (B, kernels) per sample, (B, kernels, *S) for a map."""
+        """α = φ(ω): (kernels,) for a shared ω, (B, kernels) per sample, (B, kernels, *S) for a map; read
+        from the call's α table when the converted network made one (:mod:`tunify.layers.alphas`)."""
         omega = self.omega() if omega is None else omega
+        table = current_alphas()
+        row = table.row(self, omega) if table is not None else None
+        if row is not None:
+            return row
         return without_autocast(self._phi, omega)  # α feeds the (cached) mixing: in φ's own precision
 
     def _phi(self, omega: Tensor) -> Tensor:
@@ -187,7 +193,12 @@ _NO_CACHE: dict[str, Any] = {}
 
 def caching_allowed() -> bool:
     """Whether mixed tensors may be kept across calls: no autograd, no compiler, no ``torch.func`` transform."""
-    return not (torch.is_grad_enabled() or torch.compiler.is_compiling() or _transform() is not None)
+    return not (torch.is_grad_enabled() or torch.compiler.is_compiling() or transform_active())
+
+
+def transform_active() -> bool:
+    """Whether a ``torch.func`` transform (vmap, grad, jvp …) is running: its tensors are wrappers."""
+    return _transform() is not None
 
 
 def omega_key(omega: Tensor | None) -> tuple | None:
