@@ -155,6 +155,7 @@ class TunableModel(nn.Module):
         return self._readers
 
     def train(self, mode: bool = True) -> TunableModel:
+        """Also list the tunable layers afresh on the next call (the network may have been edited)."""
         self._readers = None
         return super().train(mode)
 
