@@ -79,11 +79,10 @@ def test_layers_agree_with_the_cpu(form: str, exact_float32: None) -> None:
     torch.testing.assert_close(got.cpu(), expected, atol=1e-5, rtol=1e-4)
     for (name, a), b in zip(cpu.named_parameters(), gpu.parameters(), strict=True):
         torch.testing.assert_close(b.grad.cpu(), a.grad, atol=1e-5, rtol=1e-4, msg=name)
+    x, omega = x.to(DEVICE), omega.to(DEVICE)
     with torch.no_grad():  # inference: mixed once, then taken from the cache (the second call's epoch)
         for _ in range(2):
-            torch.testing.assert_close(
-                gpu(x.to(DEVICE), omega=omega.to(DEVICE)).cpu(), expected, atol=1e-5, rtol=1e-4
-            )
+            torch.testing.assert_close(gpu(x, omega=omega).cpu(), expected, atol=1e-5, rtol=1e-4)
 
 
 def test_training_at_the_default_precision_then_sweep_and_export(tmp_path: Path, exact_float32: None) -> None:
