@@ -71,13 +71,11 @@ class ReentrantNet(nn.Module):
 
 
 @pytest.mark.parametrize("net", [CheckpointedNet, ReentrantNet])
-@pytest.mark.parametrize("omega", [torch.rand(3, 2), torch.tensor([0.3, 0.7])], ids=["per_sample", "shared"])
-def test_every_layer_gets_its_alpha_gradient_from_the_calls_alpha_table(
-    net: type, omega: torch.Tensor
-) -> None:
-    """A converted network maps ω through every layer's φ at once (one product, the layers read slices):
-    with and without gradient checkpointing of either kind, every parameter's gradient (φ's included) is
-    what the layers give when each maps ω itself (a bare ``use_omega`` block has no table)."""
+def test_every_layer_gets_its_alpha_gradient_from_the_calls_alpha_table(net: type) -> None:
+    """At per-sample ω a converted network maps ω through every layer's φ at once (one product, the layers
+    read slices): with and without gradient checkpointing of either kind, every parameter's gradient (φ's
+    included) is what the layers give when each maps ω itself (a bare ``use_omega`` block has no table)."""
+    omega = torch.rand(3, 2)
     torch.manual_seed(0)
     tmodel = spread_copies(tunify.convert(net(), 2), scale=0.5)
     x = torch.randn(3, 3, 8, 8, requires_grad=True)
@@ -99,6 +97,24 @@ def test_every_layer_gets_its_alpha_gradient_from_the_calls_alpha_table(
         tmodel.train(mode)
         for name, grad in gradients(lambda: tmodel(x, omega=omega)).items():
             torch.testing.assert_close(grad, expected[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_only_per_sample_calls_get_an_alpha_table() -> None:
+    """At a shared ω each layer maps ω with the product ``tunify.bake`` uses, so the baked network is the live
+    one to the bit; maps are resampled per layer."""
+    from tunify.layers.alphas import AlphaTable
+
+    for omega, table in [
+        (torch.rand(3, 2), True),
+        (torch.tensor([0.3, 0.7]), False),
+        (torch.rand(1, 2), False),
+        (torch.rand(3, 2, 4, 4), False),
+    ]:
+        assert (AlphaTable.for_call(omega, []) is not None) is table, tuple(omega.shape)
+    tmodel = spread_copies(tunify.convert(CheckpointedNet(), 2), scale=0.5).eval()
+    x, omega = torch.randn(2, 3, 8, 8), torch.tensor([0.3, 0.7])
+    with torch.no_grad():
+        torch.testing.assert_close(tunify.bake(tmodel, omega)(x), tmodel(x, omega=omega), atol=0, rtol=0)
 
 
 def test_checkpointed_forwards_at_two_omegas_before_one_backward_are_refused_not_mixed_up() -> None:

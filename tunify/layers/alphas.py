@@ -1,4 +1,4 @@
-"""α = φ(ω) for every tunable layer of a call in one product.
+"""α = φ(ω) for every tunable layer of a per-sample call in one product.
 
 Each tunable layer and tensor maps ω through its own φ, an affine map ℝ^p → ℝ^kernels. Run layer by layer,
 those small products and their autograd nodes cost NAFNet (82 maps) 6 % of its per-sample training step at
@@ -51,10 +51,13 @@ class AlphaTable:
 
     @classmethod
     def for_call(cls, omega: Tensor, readers: Sequence[tuple[OmegaReader, Watched]]) -> AlphaTable | None:
-        """A table for a call at a shared or per-sample ``omega`` of a network whose tunable modules are
-        ``readers`` (:func:`~tunify.layers.inventory.list_readers`); None for a map (layers resample it),
-        under ``torch.compile`` and inside ``torch.func`` transforms."""
-        if omega.ndim >= 3 or torch.compiler.is_compiling() or transform_active():
+        """A table for a call at a per-sample ``omega`` (B, p) of a network whose tunable modules are
+        ``readers`` (:func:`~tunify.layers.inventory.list_readers`). None for a map (layers resample it),
+        under ``torch.compile``, inside ``torch.func`` transforms, and for a shared ω: there each layer maps ω
+        with the very product :func:`tunify.bake` uses, so a baked network agrees with the live one to the
+        bit (an iterative network such as RAFT grows a last-place difference in α to 1e-5)."""
+        per_sample = omega.ndim == 2 and omega.shape[0] > 1
+        if not per_sample or torch.compiler.is_compiling() or transform_active():
             return None
         return cls(omega, readers)
 
