@@ -17,7 +17,7 @@ from typing import Any
 from torch import Tensor
 
 from .inventory import Watched
-from .reader import OmegaReader, omega_key
+from .reader import OmegaReader, omega_key, weights_key
 
 
 class CacheEpoch:
@@ -46,13 +46,7 @@ class EpochKeeper:
         ``readers``; None when a parameter has no version counter (made under ``torch.inference_mode``),
         whose changes cannot be seen."""
         try:
-            weights = [
-                (t._version, t.data_ptr())
-                for _, watched in readers
-                for params in watched()
-                for t in params.values()
-                if t is not None
-            ]
+            weights = weights_key(params for _, watched in readers for params in watched())
         except RuntimeError:
             return None
         key = (omega_key(omega), weights)

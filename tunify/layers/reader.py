@@ -13,7 +13,7 @@ still summing to one, and a different network at every corner of [0, 1]^p.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -162,9 +162,7 @@ class OmegaReader(nn.Module):
         if epoch is not None and hit is not None and hit[0] is epoch:
             return hit[3]
         try:
-            weights = [
-                (t._version, t.data_ptr()) for params in watched() for t in params.values() if t is not None
-            ]
+            weights = weights_key(watched())
         except RuntimeError:  # an inference-mode tensor: no version counter, so never cached
             return fn()
         key = omega_key(key_omega)
@@ -189,6 +187,12 @@ class OmegaReader(nn.Module):
 
 
 _NO_CACHE: dict[str, Any] = {}
+
+
+def weights_key(dicts: Iterable[dict[str, Any]]) -> list[tuple[int, int]]:
+    """What identifies the parameters in ``dicts`` (``_parameters`` dicts) for the cache: each one's version
+    counter and storage. Raises RuntimeError for a tensor made under ``torch.inference_mode`` (no counter)."""
+    return [(t._version, t.data_ptr()) for params in dicts for t in params.values() if t is not None]
 
 
 def caching_allowed() -> bool:
