@@ -66,9 +66,6 @@ class TunableTensor(OmegaReader):
         return tuple(tensor.detach().clone().contiguous() for _ in range(self.kernels))
 
     def forward(self, *copies: Tensor) -> Tensor:
-        mixed = self.cached_shared()
-        if mixed is not None:  # read again at the same shared ω
-            return mixed
         omega = self.omega()
         form = omega_form(omega)
         if form == "map":
