@@ -508,6 +508,37 @@ def test_a_call_at_the_same_shared_omega_checks_the_cache_once_not_per_layer(
         assert not checks
 
 
+def test_the_network_gathers_what_it_checks_once_and_again_after_a_module_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The once-per-call check reads the parameter dicts it gathered on the first call, not the layers; a φ
+    put in place of another is counted (``structure_edits``), so the new φ's values and later in-place
+    edits of it show."""
+    from tunify.layers.base import TunableLayer
+
+    torch.manual_seed(0)
+    tmodel = spread_copies(tunify.convert(ScaledNet(), 2, parameters=["scale"]), scale=0.5).eval()
+    x, omega, conv = torch.randn(2, 3, 8, 8), torch.tensor([0.2, 0.8]), tmodel.base_model.conv
+    asked = []
+    watched = TunableLayer.watched
+    monkeypatch.setattr(TunableLayer, "watched", lambda self: asked.append(self) or watched(self))
+
+    def fresh() -> torch.Tensor:
+        with torch.enable_grad():
+            return tmodel(x, omega=omega.clone()).detach()
+
+    with torch.no_grad():
+        tmodel(x, omega=omega)
+        first = len(asked)
+        for _ in range(3):
+            tmodel(x, omega=omega)
+        assert len(asked) == first
+        conv.phi = nn.Linear(2, 2)
+        torch.testing.assert_close(tmodel(x, omega=omega), fresh())
+        conv.phi.weight.mul_(-2.0)
+        torch.testing.assert_close(tmodel(x, omega=omega), fresh())
+
+
 class NestedOmegaNet(nn.Module):
     """Runs its second convolution at an ω of its own: a user's ``use_omega`` block inside the network."""
 

@@ -14,6 +14,7 @@ still summing to one, and a different network at every corner of [0, 1]^p.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import torch
@@ -102,6 +103,14 @@ class OmegaReader(nn.Module):
         omega = calls.for_backward(type(self).__name__) if calls is not None else None
         return omega if omega is not None else self._last_omega
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Count a replaced φ, source or parameter dict (:func:`structure_edits`): a converted network keeps
+        the list of dicts its cache epochs read until then."""
+        if isinstance(value, nn.Module | Tensor) or name in ("_parameters", "_modules"):
+            global _structure_edits
+            _structure_edits += 1
+        super().__setattr__(name, value)
+
     def alpha(self, omega: Tensor | None = None) -> Tensor:
         """α = φ(ω): (kernels,) for a shared ω, (B, kernels) per sample, (B, kernels, *S) for a map; read
         from the call's α table when the converted network made one (:mod:`tunify.layers.alphas`)."""
@@ -187,12 +196,22 @@ class OmegaReader(nn.Module):
 
 
 _NO_CACHE: dict[str, Any] = {}
+_structure_edits = 0
+_version = attrgetter("_version")
 
 
-def weights_key(dicts: Iterable[dict[str, Any]]) -> list[tuple[int, int]]:
+def structure_edits() -> int:
+    """How many times a submodule, parameter or parameter dict of any tunable module was assigned."""
+    return _structure_edits
+
+
+def weights_key(dicts: Iterable[dict[str, Any]]) -> tuple[list[int], list[int]]:
     """What identifies the parameters in ``dicts`` (``_parameters`` dicts) for the cache: each one's version
-    counter and storage. Raises RuntimeError for a tensor made under ``torch.inference_mode`` (no counter)."""
-    return [(t._version, t.data_ptr()) for params in dicts for t in params.values() if t is not None]
+    counter and storage. Raises RuntimeError for a tensor made under ``torch.inference_mode`` (no counter).
+
+    Two C-level passes over one list: a converted network reads a few hundred parameters per call."""
+    tensors = [t for params in dicts for t in params.values() if t is not None]
+    return list(map(_version, tensors)), list(map(Tensor.data_ptr, tensors))
 
 
 def caching_allowed() -> bool:
