@@ -81,7 +81,9 @@ class CopyStack(nn.Module):
         same arithmetic, so a network and its reloaded copy agree to the bit.
         """
         stack = self.stacked()
-        return (alpha.to(stack.dtype) @ stack.flatten(1)).view(*alpha.shape[:-1], *self.shape)
+        mixed = alpha.to(stack.dtype) @ stack.flatten(1)
+        shape = (*alpha.shape[:-1], *self.shape)
+        return mixed if mixed.shape == shape else mixed.view(shape)  # a bias needs no view (nor its node)
 
     @torch.no_grad()
     def split_off(self, index: int) -> nn.Parameter:
