@@ -403,6 +403,11 @@ def test_inference_cache_never_serves_stale_kernels() -> None:
             t.data.mul_(0.5)  # an old-style EMA update: no version counter sees it ...
         tmodel.eval()  # ... so eval() (as before a validation pass) drops the cache
         torch.testing.assert_close(tmodel(x, omega=omega), fresh())
+        tmodel(x, omega=omega)
+        for t in tmodel.parameters():
+            t.data.mul_(2.0)
+        tmodel.base_model.eval()  # the layers' own eval() drops theirs too, the network's epoch unchanged
+        torch.testing.assert_close(tmodel(x, omega=omega), fresh())
     tmodel.double()
     with torch.inference_mode():
         out = tmodel(x.double(), omega=omega)

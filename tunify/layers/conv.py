@@ -174,6 +174,9 @@ class _TunableConvBase(TunableLayer):
         tensors = self.cached_shared()
         if tensors is not None:  # applied again at the same shared ω
             return self._run(x, tensors["weight"], tensors.get("bias"), None, extra)
+        return self._dispatch_uncached(x, extra)
+
+    def _dispatch_uncached(self, x: Tensor, extra: tuple) -> Tensor:
         omega = self.omega()
         form = omega_form(omega)
         unbatched = x.ndim == self.ndim + 1  # one sample
@@ -226,7 +229,12 @@ class TunableConv(_TunableConvBase):
         return _CONV[self.ndim](x, weight, bias, conv.stride, padding, conv.dilation, groups)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._dispatch(x, ())
+        tensors = self.cached_shared()
+        if (
+            tensors is not None
+        ):  # applied again at the same shared ω: the original's call, on the mixed kernel
+            return self._modules["base_layer"]._conv_forward(x, tensors["weight"], tensors.get("bias"))
+        return self._dispatch_uncached(x, ())
 
 
 class TunableConvTranspose(_TunableConvBase):

@@ -67,6 +67,7 @@ class EpochKeeper:
         edits, known = structure_edits(), self._dicts
         if known is None or known[0] is not readers or known[1] != edits:
             known = self._dicts = (readers, edits, [params for _, watched in readers for params in watched()])
+            self._last = None  # another layer list or a reassigned module: a new epoch
         return known[2]
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -17,7 +17,7 @@ returned: there layers take the ω of the call being recomputed from :mod:`tunif
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Literal
@@ -115,9 +115,9 @@ def values_read_in_call() -> dict[int, tuple[Tensor, tuple]] | None:
     return _VALUES.get()
 
 
-def current_epoch() -> Any:
-    """The cache epoch of the enclosing :func:`use_omega` block, or None (see :mod:`tunify.layers.epoch`)."""
-    return _EPOCH.get()
+current_epoch: Callable[[], Any] = _EPOCH.get
+"""The cache epoch of the enclosing :func:`use_omega` block, or None (see :mod:`tunify.layers.epoch`): the
+variable's own getter, since every layer of a cached call asks it."""
 
 
 def current_alphas() -> Any:

@@ -142,6 +142,7 @@ class OmegaReader(nn.Module):
         """Also drop the inference cache: ``model.eval()`` before a validation pass then sees weights
         written through ``.data`` (an old-style EMA update), which no version counter records."""
         self.__dict__.pop("_cache", None)
+        self.__dict__.pop("_epoch_shared", None)
         return super().train(mode)
 
     def cached(
@@ -179,6 +180,8 @@ class OmegaReader(nn.Module):
             hit = (None, weights, key, fn(), key_omega)  # ω kept alive: its id stays its own
         if epoch is not None and id(self) in epoch.readers:  # the epoch checked this module's parameters
             hit = (epoch, *hit[1:])
+            if slot == "shared":
+                self.__dict__["_epoch_shared"] = (epoch, hit[3])
         cache[slot] = hit
         return hit[3]
 
@@ -186,16 +189,13 @@ class OmegaReader(nn.Module):
         """What :meth:`cached` keeps in slot ``"shared"`` when this call's epoch vouches for it, else None.
 
         The first question a layer's forward asks: at a shared ω a converted network applied again costs one
-        context-variable read and one dictionary lookup per layer.
+        context-variable read and one lookup in the module's own ``__dict__`` per layer (a record of its own,
+        not the cache's dict: between the convolutions of a real network every object touched costs).
         """
-        epoch = current_epoch()
-        if epoch is None:
-            return None
-        hit = self.__dict__.get("_cache", _NO_CACHE).get("shared")
-        return hit[3] if hit is not None and hit[0] is epoch else None
+        record = self.__dict__.get("_epoch_shared")
+        return record[1] if record is not None and record[0] is current_epoch() else None
 
 
-_NO_CACHE: dict[str, Any] = {}
 _structure_edits = 0
 _version = attrgetter("_version")
 

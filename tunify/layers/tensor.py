@@ -123,12 +123,16 @@ def _read_directly(module: nn.Module, name: str, kernels: int) -> None:
 
     def read(self: nn.Module) -> Tensor:
         chain = self._modules["parametrizations"]._modules[name]
-        params = chain._parameters
-        if len(chain._modules) != 1 or parametrize._cache_enabled or keys[0] not in params:
+        if len(chain._modules) != 1 or parametrize._cache_enabled:
             return original.fget(self)
         tunable = chain._modules["0"]
-        mixed = tunable.cached_shared()
-        return mixed if mixed is not None else tunable(*(params[k] for k in keys))
+        mixed = tunable.cached_shared()  # made from these copies in this call's cache epoch
+        if mixed is not None:
+            return mixed
+        params = chain._parameters
+        if keys[0] not in params:
+            return original.fget(self)
+        return tunable(*(params[k] for k in keys))
 
     setattr(type(module), name, property(read, original.fset))
 
