@@ -171,12 +171,7 @@ class _TunableConvBase(TunableLayer):
         return y
 
     def _dispatch(self, x: Tensor, extra: tuple) -> Tensor:
-        tensors = self.cached_shared()
-        if tensors is not None:  # applied again at the same shared ω
-            return self._run(x, tensors["weight"], tensors.get("bias"), None, extra)
-        return self._dispatch_uncached(x, extra)
-
-    def _dispatch_uncached(self, x: Tensor, extra: tuple) -> Tensor:
+        """Mix and run as this call's ω asks (each forward first takes what the cache epoch vouches for)."""
         omega = self.omega()
         form = omega_form(omega)
         unbatched = x.ndim == self.ndim + 1  # one sample
@@ -230,11 +225,9 @@ class TunableConv(_TunableConvBase):
 
     def forward(self, x: Tensor) -> Tensor:
         tensors = self.cached_shared()
-        if (
-            tensors is not None
-        ):  # applied again at the same shared ω: the original's call, on the mixed kernel
+        if tensors is not None:  # applied again at the same shared ω: the original's call, mixed kernel
             return self._modules["base_layer"]._conv_forward(x, tensors["weight"], tensors.get("bias"))
-        return self._dispatch_uncached(x, ())
+        return self._dispatch(x, ())
 
 
 class TunableConvTranspose(_TunableConvBase):
@@ -254,4 +247,7 @@ class TunableConvTranspose(_TunableConvBase):
         output_padding = conv._output_padding(
             x, output_size, conv.stride, conv.padding, conv.kernel_size, self.ndim, conv.dilation
         )
+        tensors = self.cached_shared()
+        if tensors is not None:  # applied again at the same shared ω
+            return self._run(x, tensors["weight"], tensors.get("bias"), None, (output_padding,))
         return self._dispatch(x, (output_padding,))
