@@ -161,36 +161,37 @@ class OmegaReader(nn.Module):
         ``.half()``, ``.data =``). Tensors made under ``torch.inference_mode`` have no version counter: ω is
         then compared by value, and weights without one are never cached. Writes through ``.data``
         (``p.data.mul_(…)``) bump no counter: :meth:`train` / ``eval()`` drop the cache. Inside a call of a
-        converted network that checked all of this for every layer at once (:mod:`tunify.layers.epoch`), an
-        entry made in the same epoch is used as it is.
+        converted network that checked all of this for every layer at once (:mod:`tunify.layers.epoch`), the
+        ``"shared"`` slot is recorded for that epoch (:meth:`cached_shared`) and then used as it is; other
+        slots serve per-sample and map calls, which have no epoch.
         """
         if not caching_allowed():
             return fn()  # inside a torch.func transform the tensors are its wrappers: nothing to keep
-        epoch = current_epoch()
-        cache = self.__dict__.setdefault("_cache", {})
-        hit = cache.get(slot)
-        if epoch is not None and hit is not None and hit[0] is epoch:
-            return hit[3]
+        if slot == "shared":
+            vouched = self.cached_shared()
+            if vouched is not None:
+                return vouched
         try:
             weights = weights_key(watched())
         except RuntimeError:  # an inference-mode tensor: no version counter, so never cached
             return fn()
         key = omega_key(key_omega)
-        if hit is None or hit[2] != key or hit[1] != weights:
-            hit = (None, weights, key, fn(), key_omega)  # ω kept alive: its id stays its own
-        if epoch is not None and id(self) in epoch.readers:  # the epoch checked this module's parameters
-            hit = (epoch, *hit[1:])
-            if slot == "shared":
-                self.__dict__["_epoch_shared"] = (epoch, hit[3])
-        cache[slot] = hit
-        return hit[3]
+        cache = self.__dict__.setdefault("_cache", {})
+        hit = cache.get(slot)
+        if hit is None or hit[1] != key or hit[0] != weights:
+            hit = cache[slot] = (weights, key, fn(), key_omega)  # ω kept alive: its id stays its own
+        epoch = current_epoch()
+        if slot == "shared" and epoch is not None and id(self) in epoch.readers:  # it checked our parameters
+            self.__dict__["_epoch_shared"] = (epoch, hit[2])
+        return hit[2]
 
     def cached_shared(self) -> Any:
         """What :meth:`cached` keeps in slot ``"shared"`` when this call's epoch vouches for it, else None.
 
         The first question a layer's forward asks: at a shared ω a converted network applied again costs one
         context-variable read and one lookup in the module's own ``__dict__`` per layer (a record of its own,
-        not the cache's dict: between the convolutions of a real network every object touched costs).
+        not the cache's dict: between the convolutions of a real network every object touched costs). A
+        record is only made inside an epoch, so outside one (None) it never matches.
         """
         record = self.__dict__.get("_epoch_shared")
         return record[1] if record is not None and record[0] is current_epoch() else None
